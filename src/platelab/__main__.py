@@ -1,0 +1,3 @@
+from platelab.cli import main
+
+raise SystemExit(main())

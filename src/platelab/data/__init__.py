@@ -1,0 +1,1 @@
+"""Data: source readers, synthetic scenes, prepared datasets, streaming and augmentation."""

@@ -1,0 +1,1 @@
+"""Readers that turn a dataset on disk into :class:`~platelab.data.records.ImageRecord` lists."""
