@@ -38,7 +38,6 @@ system-deps:
 
 $(STAMP): pyproject.toml | system-deps
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, on its own, so pip takes the pinned build from the local cache.
 	$(BIN)/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(BIN)/python -m pip install -q -e ".[dev,export,extras]"

@@ -88,15 +88,25 @@ def test_cxcywh_round_trip(boxes):
 
 
 def test_box_helpers_hand_computed():
-    np.testing.assert_allclose(xyxy_to_cxcywh_norm([[0, 0, 320, 240]], 640, 480), [[0.25, 0.25, 0.5, 0.5]])
+    np.testing.assert_allclose(
+        xyxy_to_cxcywh_norm([[0, 0, 320, 240]], 640, 480), [[0.25, 0.25, 0.5, 0.5]]
+    )
     np.testing.assert_allclose(clip_boxes([[-5, 10, 700, 500]], 640, 480), [[0, 10, 640, 480]])
     np.testing.assert_allclose(box_area([[0, 0, 2, 3], [5, 5, 4, 9]]), [6, 0])
     corners = [[[10, 5], [30, 7], [29, 20], [9, 18]]]
     np.testing.assert_allclose(corners_to_xyxy(corners), [[9, 5, 30, 20]])
 
 
-@pytest.mark.parametrize(("text", "ok"), [("640x480", (640, 480)), ("320X240", (320, 240)), ("640", None),
-                                          ("0x480", None), ("axb", None)])
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("640x480", (640, 480)),
+        ("320X240", (320, 240)),
+        ("640", None),
+        ("0x480", None),
+        ("axb", None),
+    ],
+)
 def test_parse_size(text, ok):
     if ok is None:
         with pytest.raises(ValueError, match="size"):

@@ -93,8 +93,9 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 def cmd_data_show(args: argparse.Namespace) -> int:
     from platelab.data.show import show
 
-    path = show(args.dataset, split=args.split, augment=args.augment, n=args.n, out=args.out,
-                seed=args.seed)
+    path = show(
+        args.dataset, split=args.split, augment=args.augment, n=args.n, out=args.out, seed=args.seed
+    )
     print(f"wrote {path}")
     return 0
 

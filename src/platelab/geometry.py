@@ -85,14 +85,21 @@ class Letterbox:
 
     # -- pixels ---------------------------------------------------------------
     def apply(self, image: np.ndarray, pad_value: int = PAD_VALUE) -> np.ndarray:
-        """Letterbox an ``(H, W, C)`` uint8 image of the original size into the canvas."""
+        """Letterbox an ``(H, W, C)`` uint8 image into the canvas.
+
+        ``image`` is the original photo, or the photo already decoded at a reduced
+        scale (a JPEG DCT-scaled decode); either way it is resized to the original
+        size times :attr:`scale`, so the pixels land where the boxes map.
+        """
         h, w = image.shape[:2]
-        if (w, h) != (self.orig_w, self.orig_h):
-            raise ValueError(f"image is {w}x{h}, letterbox expects {self.orig_w}x{self.orig_h}")
-        new_w, new_h = resized_size(w, h, self.scale)
+        if abs(w / h - self.orig_w / self.orig_h) > 0.02 * self.orig_w / self.orig_h + 1 / h:
+            raise ValueError(
+                f"image is {w}x{h}, letterbox expects the shape of {self.orig_w}x{self.orig_h}"
+            )
+        new_w, new_h = resized_size(self.orig_w, self.orig_h, self.scale)
         if (new_w, new_h) != (w, h):
             # INTER_AREA for strong downscales avoids aliasing; INTER_LINEAR otherwise.
-            interp = cv2.INTER_AREA if self.scale < 0.5 else cv2.INTER_LINEAR
+            interp = cv2.INTER_AREA if new_w < 0.5 * w else cv2.INTER_LINEAR
             image = cv2.resize(image, (new_w, new_h), interpolation=interp)
         canvas = np.full((self.canvas_h, self.canvas_w) + image.shape[2:], pad_value, np.uint8)
         canvas[self.pad_y : self.pad_y + new_h, self.pad_x : self.pad_x + new_w] = image

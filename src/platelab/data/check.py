@@ -63,7 +63,9 @@ def check_dataset(dataset: Path, decode: bool = True, progress: bool = True) -> 
             _check_image(dataset, split, m, decode, report)
     for image, splits in seen_in.items():
         if len(set(splits)) > 1:
-            report.errors.append(f"{image}: listed in several splits ({', '.join(sorted(set(splits)))})")
+            report.errors.append(
+                f"{image}: listed in several splits ({', '.join(sorted(set(splits)))})"
+            )
     return report
 
 
@@ -77,14 +79,19 @@ def _check_image(dataset: Path, split: str, m, decode: bool, report: CheckReport
         try:
             h, w = read_image(path).shape[:2]
             if (w, h) != (lb.canvas_w, lb.canvas_h):
-                report.errors.append(f"{where}: image is {w}x{h}, canvas is {lb.canvas_w}x{lb.canvas_h}")
+                report.errors.append(
+                    f"{where}: image is {w}x{h}, canvas is {lb.canvas_w}x{lb.canvas_h}"
+                )
         except (OSError, ValueError) as e:
             report.errors.append(f"{where}: unreadable image ({e})")
     boxes = np.asarray(m.boxes_xyxy, dtype=np.float64)
     for i, (x0, y0, x1, y1) in enumerate(boxes):
         box = f"box {i} [{x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f}]"
-        if x0 < -TOLERANCE_PX or y0 < -TOLERANCE_PX or x1 > lb.canvas_w + TOLERANCE_PX or (
-            y1 > lb.canvas_h + TOLERANCE_PX
+        if (
+            x0 < -TOLERANCE_PX
+            or y0 < -TOLERANCE_PX
+            or x1 > lb.canvas_w + TOLERANCE_PX
+            or (y1 > lb.canvas_h + TOLERANCE_PX)
         ):
             report.errors.append(f"{where}: {box} outside the {lb.canvas_w}x{lb.canvas_h} canvas")
         if x1 <= x0 or y1 <= y0:

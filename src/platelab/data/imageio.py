@@ -14,6 +14,22 @@ import numpy as np
 import simplejpeg
 
 JPEG_MAGIC = b"\xff\xd8"
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+
+
+def file_image_size(path: Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file from its header only (PIL does not decode pixels).
+
+    Raises:
+        OSError: not a readable image.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (SyntaxError, ValueError, Image.DecompressionBombError) as e:
+        raise OSError(str(e)) from e
 
 
 def image_size(data: bytes) -> tuple[int, int]:
@@ -69,4 +85,6 @@ def read_image(path: Path, min_size: tuple[int, int] | None = None) -> np.ndarra
 
 def encode_jpeg(image_rgb: np.ndarray, quality: int = 95) -> bytes:
     """Encode an ``(H, W, 3)`` uint8 RGB array as JPEG bytes."""
-    return simplejpeg.encode_jpeg(np.ascontiguousarray(image_rgb), quality=quality, colorspace="RGB")
+    return simplejpeg.encode_jpeg(
+        np.ascontiguousarray(image_rgb), quality=quality, colorspace="RGB"
+    )

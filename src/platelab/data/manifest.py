@@ -77,7 +77,9 @@ def image_rows(img: ManifestImage) -> list[dict[str, str]]:
         row.update({k: _fmt(v) for k, v in zip(BOX_COLUMNS, box, strict=True)})
         known = not np.isnan(corners).any()
         flat = corners.reshape(-1)
-        row.update({k: (_fmt(v) if known else "") for k, v in zip(CORNER_COLUMNS, flat, strict=True)})
+        row.update(
+            {k: (_fmt(v) if known else "") for k, v in zip(CORNER_COLUMNS, flat, strict=True)}
+        )
         row["text"] = text or ""
         rows.append(row)
     return rows
@@ -135,7 +137,9 @@ def read_manifest(path: Path) -> list[ManifestImage]:
                     canvas_w=0,
                     canvas_h=0,
                 )
-                g = grouped[row["image"]] = dict(row=row, letterbox=lb, boxes=[], corners=[], texts=[])
+                g = grouped[row["image"]] = dict(
+                    row=row, letterbox=lb, boxes=[], corners=[], texts=[]
+                )
             if row["x_min"] == "":
                 continue  # a negative's row
             g["boxes"].append([_float(row, k, where) for k in BOX_COLUMNS])

@@ -109,8 +109,9 @@ def _source_key(path: Path, canvas: tuple[int, int], quality: int) -> list:
     return [st.st_size, st.st_mtime_ns, list(canvas), quality]
 
 
-def _process(record: ImageRecord, out_dir: Path, canvas: tuple[int, int], quality: int,
-             cached: dict | None) -> _Done | Skip:
+def _process(
+    record: ImageRecord, out_dir: Path, canvas: tuple[int, int], quality: int, cached: dict | None
+) -> _Done | Skip:
     """Letterbox one photo and map its plates to the canvas (runs in a worker)."""
     path = Path(record.path)
     name = output_name(record)
@@ -129,8 +130,13 @@ def _process(record: ImageRecord, out_dir: Path, canvas: tuple[int, int], qualit
         return Skip(str(path), f"unreadable image: {e}")
     lb = Letterbox.fit(w, h, *canvas)
     if record.size is not None and tuple(record.size) != (w, h):
-        logger.warning("%s: annotation says %sx%s, image is %sx%s; trusting the image",
-                       path, *record.size, w, h)
+        logger.warning(
+            "%s: annotation says %sx%s, image is %sx%s; trusting the image",
+            path,
+            *record.size,
+            w,
+            h,
+        )
     dropped = []
     plates = []
     for plate in record.plates:
@@ -180,8 +186,10 @@ def assign_splits(done: list[_Done], fractions: Sequence[float], seed: int) -> l
     groups: dict[str, list[int]] = defaultdict(list)
     for i, d in enumerate(done):
         groups[d.sha1].append(i)
-    own = {h: next((done[i].record.split for i in idx if done[i].record.split), None)
-           for h, idx in groups.items()}
+    own = {
+        h: next((done[i].record.split for i in idx if done[i].record.split), None)
+        for h, idx in groups.items()
+    }
     free = sorted(h for h, s in own.items() if s is None)
     order = np.random.default_rng(seed).permutation(len(free))
     total = sum(fractions)
@@ -189,7 +197,9 @@ def assign_splits(done: list[_Done], fractions: Sequence[float], seed: int) -> l
     n_val = round(len(free) * fractions[1] / total)
     assigned = {}
     for rank, j in enumerate(order):
-        assigned[free[j]] = "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+        assigned[free[j]] = (
+            "train" if rank < n_train else "val" if rank < n_train + n_val else "test"
+        )
     splits = [""] * len(done)
     for h, idx in groups.items():
         split = own[h] or assigned[h]
@@ -227,8 +237,11 @@ def prepare(cfg: PrepareConfig) -> dict:
         bar.close()
         # Keep what was finished even if the run is interrupted: a re-run skips it.
         for d in done:
-            cache[d.out_name] = {"key": _source_key(Path(d.record.path), cfg.size, cfg.quality),
-                                 "sha1": d.sha1, "orig_size": [d.letterbox.orig_w, d.letterbox.orig_h]}
+            cache[d.out_name] = {
+                "key": _source_key(Path(d.record.path), cfg.size, cfg.quality),
+                "sha1": d.sha1,
+                "orig_size": [d.letterbox.orig_w, d.letterbox.orig_h],
+            }
         _atomic_write(cache_path, json.dumps(cache).encode())
 
     splits = assign_splits(done, cfg.split, cfg.seed)
@@ -252,12 +265,19 @@ def _collect(res: _Done | Skip, done: list[_Done], skips: list[Skip], dropped: l
         dropped += res.dropped
 
 
-def _report(cfg: PrepareConfig, by_split: dict[str, list[ManifestImage]], done: list[_Done],
-            skips: list[Skip], dropped: list[str]) -> dict:
+def _report(
+    cfg: PrepareConfig,
+    by_split: dict[str, list[ManifestImage]],
+    done: list[_Done],
+    skips: list[Skip],
+    dropped: list[str],
+) -> dict:
     counts = {
-        s: {"images": len(imgs),
+        s: {
+            "images": len(imgs),
             "plates": sum(len(m.boxes_xyxy) for m in imgs),
-            "negatives": sum(len(m.boxes_xyxy) == 0 for m in imgs)}
+            "negatives": sum(len(m.boxes_xyxy) == 0 for m in imgs),
+        }
         for s, imgs in by_split.items()
     }
     hashes = Counter(d.sha1 for d in done)

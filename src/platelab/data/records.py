@@ -13,6 +13,8 @@ import numpy as np
 
 # Corners are stored clockwise from the top-left: TL, TR, BR, BL.
 CORNER_ORDER = ("top_left", "top_right", "bottom_right", "bottom_left")
+# Folder or list names that mean a split, mapped to platelab's split names.
+SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "test": "test"}
 
 
 @dataclass

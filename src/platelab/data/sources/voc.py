@@ -1,0 +1,196 @@
+"""Pascal VOC XML: one ``<annotation>`` per photo, one ``<object>`` per box.
+
+Layouts, found by walking ROOT for ``*.xml``:
+
+    ROOT/Annotations/x.xml + ROOT/JPEGImages/x.jpg   (VOC; ROOT/ImageSets/Main/{train,val,test}.txt)
+    ROOT/annotations/x.xml + ROOT/images/x.jpg       (Kaggle)
+    ROOT/.../x.xml beside ROOT/.../x.jpg             (labelImg)
+
+The image is looked up, in the XML's folder and in an ``images``/``JPEGImages``
+folder beside ``annotations``/``Annotations``, by ``<filename>``, then by
+``<path>``, then by the same stem with any image suffix (Kaggle's XML say
+``Cars2.png`` for ``Cars2.jpg``), then by the XML's own stem.
+
+Boxes are taken as written (VOC's 1-based pixel indices are not shifted: a half
+pixel is below what annotators hit). The opened image's size wins over
+``<size>``: datasets get resized after annotation with their boxes rescaled but
+``<size>`` left stale (Kaggle's plates: 400x247 in the XML, 416x416 on disk). A
+disagreement is logged and kept in ``meta["xml_size"]``; boxes are not rescaled.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from platelab.data.imageio import IMAGE_EXTS, file_image_size
+from platelab.data.records import SPLIT_ALIASES, ImageRecord, Plate, Skip
+from platelab.errors import PlatelabError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PLATE_CLASSES = frozenset(
+    {"licence", "license", "plate", "license_plate", "licence_plate", "number_plate", "lp"}
+)
+ANNOTATION_DIRS = {"annotations"}
+IMAGE_DIRS = {"jpegimages", "images"}
+# <attributes><attribute><name>NAME</name><value>TEXT</value></attribute></attributes> (CVAT)
+TEXT_ATTRIBUTES = {"text", "plate", "plate_text", "number", "license", "licence"}
+
+
+def _image_dirs(xml: Path) -> list[Path]:
+    """Folders that may hold the image of ``xml``: its own, then images/JPEGImages beside it."""
+    dirs = [xml.parent]
+    if xml.parent.name.lower() in ANNOTATION_DIRS:
+        dirs += sorted(
+            d for d in xml.parent.parent.iterdir() if d.is_dir() and d.name.lower() in IMAGE_DIRS
+        )
+    return dirs
+
+
+def _find_image(xml: Path, tree: ET.Element) -> Path | None:
+    filename = (tree.findtext("filename") or "").strip()
+    given = (tree.findtext("path") or "").strip().replace("\\", "/")
+    dirs = _image_dirs(xml)
+    names = [n for n in (filename, Path(given).name) if n]
+    candidates = [d / n for n in names for d in dirs]
+    if given:
+        candidates.append(Path(given) if Path(given).is_absolute() else xml.parent / given)
+    for path in candidates:
+        if path.is_file():
+            return path
+    for stem in dict.fromkeys([Path(n).stem for n in names] + [xml.stem]):
+        for d in dirs:
+            for ext in IMAGE_EXTS | {e.upper() for e in IMAGE_EXTS}:
+                if (d / f"{stem}{ext}").is_file():
+                    return d / f"{stem}{ext}"
+    return None
+
+
+def _number(node: ET.Element, tag: str, where: str) -> float:
+    text = node.findtext(tag)
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: <{tag}> is not a number: {text!r}")
+    return value
+
+
+def _plate_text(obj: ET.Element) -> str | None:
+    text = obj.findtext("text")
+    if text is None:
+        for attr in obj.iterfind("attributes/attribute"):
+            if (attr.findtext("name") or "").strip().lower() in TEXT_ATTRIBUTES:
+                text = attr.findtext("value")
+                break
+    text = (text or "").strip()
+    return text or None
+
+
+def parse_voc_objects(tree: ET.Element, class_names: set[str] | None) -> list[Plate]:
+    """The plates of one ``<annotation>``: objects whose ``<name>`` is in ``class_names``
+    (case-insensitive; None keeps every object), boxes ``(x_min, y_min, x_max, y_max)``
+    as floats in the XML's pixels.
+
+    Raises:
+        ValueError: an object without a ``<bndbox>``, a non-numeric or inverted box.
+    """
+    wanted = None if class_names is None else {c.lower() for c in class_names}
+    plates = []
+    for i, obj in enumerate(tree.iterfind("object")):
+        name = (obj.findtext("name") or "").strip()
+        if wanted is not None and name.lower() not in wanted:
+            continue
+        where = f"object {i} ({name or 'no name'})"
+        box = obj.find("bndbox")
+        if box is None:
+            raise ValueError(f"{where} has no <bndbox>")
+        x0, y0, x1, y1 = (_number(box, t, where) for t in ("xmin", "ymin", "xmax", "ymax"))
+        if x1 < x0 or y1 < y0:
+            raise ValueError(f"{where}: inverted box {[x0, y0, x1, y1]}")
+        plates.append(Plate(box_xyxy=(x0, y0, x1, y1), text=_plate_text(obj)))
+    return plates
+
+
+def _xml_size(tree: ET.Element) -> tuple[int, int] | None:
+    """``<size>`` when it holds two positive integers (labelImg writes 0 when unsure)."""
+    try:
+        w, h = (int(float(tree.findtext(f"size/{k}") or "")) for k in ("width", "height"))
+    except ValueError:
+        return None
+    return (w, h) if w > 0 and h > 0 else None
+
+
+def _read_splits(root: Path) -> dict[tuple[Path, str], str]:
+    """``{(VOC folder, image id): split}`` from every ``ImageSets/Main/{train,val,test}.txt``."""
+    out: dict[tuple[Path, str], str] = {}
+    for main in sorted(root.rglob("ImageSets/Main")):
+        for name, split in SPLIT_ALIASES.items():
+            path = main / f"{name}.txt"
+            if path.is_file():
+                for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                    if line.split():  # "id" or, in per-class lists, "id  1"
+                        out.setdefault((main.parent.parent, line.split()[0]), split)
+    return out
+
+
+def read_voc(
+    root: Path, class_names: set[str] | None = DEFAULT_PLATE_CLASSES
+) -> tuple[list[ImageRecord], list[Skip]]:
+    """Read a Pascal VOC dataset into records, one per annotated image.
+
+    Args:
+        root: the folder to walk for ``*.xml``.
+        class_names: object names that are plates, case-insensitive (None: every
+            object). An image whose objects are all of other classes is a negative.
+
+    Returns:
+        ``(records, skips)``: records sorted by XML path with float boxes in the
+        opened image's pixels, ``text`` from ``<text>`` or a text-like
+        ``<attributes>`` entry when present, ``size`` the opened image's
+        ``(width, height)``, ``subset`` the root folder's name, ``split`` from
+        ``ImageSets/Main``. Malformed XML, a missing or unreadable image is a :class:`Skip`.
+
+    Raises:
+        PlatelabError: ``root`` is not a folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise PlatelabError(f"VOC folder not found: {root}")
+    splits = _read_splits(root)
+    records: list[ImageRecord] = []
+    skips: list[Skip] = []
+    for xml in sorted(root.rglob("*.xml")):
+        try:
+            tree = ET.parse(xml).getroot()
+            if tree.tag != "annotation":
+                raise ValueError(f"root element is <{tree.tag}>, not <annotation>")
+            plates = parse_voc_objects(tree, class_names)
+        except (ET.ParseError, ValueError, OSError) as e:
+            skips.append(Skip(str(xml), f"malformed VOC XML: {e}"))
+            continue
+        image = _find_image(xml, tree)
+        if image is None:
+            where = "beside the XML or in an images/JPEGImages folder"
+            skips.append(Skip(str(xml), f"image {tree.findtext('filename')!r} not found {where}"))
+            continue
+        try:
+            size = file_image_size(image)
+        except OSError as e:
+            skips.append(Skip(str(image), f"unreadable image: {e}"))
+            continue
+        record = ImageRecord(path=image, source="voc", subset=root.name, plates=plates, size=size)
+        stated = _xml_size(tree)
+        if stated is not None and stated != size:
+            msg = "%s: <size> says %dx%d but %s is %dx%d; trusting the image, boxes as written"
+            logger.warning(msg, xml, *stated, image.name, *size)
+            record.meta["xml_size"] = stated
+        voc_dir = xml.parent.parent if xml.parent.name.lower() in ANNOTATION_DIRS else xml.parent
+        record.split = splits.get((voc_dir, xml.stem))
+        records.append(record)
+    logger.info("VOC %s: %d images, %d skipped", root, len(records), len(skips))
+    return records, skips

@@ -1,0 +1,219 @@
+"""YOLO-format detection data: one ``cls cx cy w h`` line per box, normalised to the image.
+
+Layouts (the label of ``.../images/.../x.jpg`` is ``.../labels/.../x.txt``: the
+last ``images`` folder of the path becomes ``labels``, as ultralytics does):
+
+    ROOT/images/{train,val,test}/x.jpg + ROOT/labels/{train,val,test}/x.txt
+    ROOT/{train,valid,test}/images/x.jpg + ROOT/{train,valid,test}/labels/x.txt   (Roboflow)
+    ROOT/images/x.jpg + ROOT/labels/x.txt                                         (no split)
+    ROOT/x.jpg + ROOT/x.txt                        (no ``images`` folder: the label sits beside)
+
+When ``ROOT/data.yaml`` exists, its ``train``/``val``/``test`` entries (folders of
+images, or ``.txt`` lists of image paths, relative to its ``path:`` or to the
+yaml's own folder) say where the images are and which split they belong to, and
+its ``names`` give class names. Without it every image under ROOT is read, and a
+``train``/``val``/``valid``/``test`` folder on its path sets the split
+(``valid`` -> ``val``).
+
+Label lines with more than 5 fields and an odd count are segmentation polygons
+``cls x1 y1 x2 y2 ...``: they become the box enclosing their points (corners stay
+unknown: a polygon's point order is not fixed). If ``data.yaml`` declares
+``kpt_shape`` (a pose dataset), the keypoints after the first 5 fields are ignored.
+An empty or missing label file makes the image a negative.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from platelab.data.imageio import IMAGE_EXTS, file_image_size
+from platelab.data.records import SPLIT_ALIASES, ImageRecord, Plate, Skip
+from platelab.errors import PlatelabError
+from platelab.geometry import cxcywh_norm_to_xyxy
+
+logger = logging.getLogger(__name__)
+
+DATA_YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
+
+
+def label_path(image: Path) -> Path:
+    """The label file of an image: the last ``images`` folder becomes ``labels``, suffix ``.txt``."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def _find_yaml(root: Path) -> Path | None:
+    return next((root / n for n in DATA_YAML_NAMES if (root / n).is_file()), None)
+
+
+def _resolve(entry: str, base: Path, yaml_dir: Path) -> Path:
+    path = Path(entry)
+    if path.is_absolute():
+        return path
+    found = base / path
+    # Roboflow writes ``train: ../train/images`` beside a yaml that sits in the root.
+    if not found.exists() and entry.startswith("../"):
+        found = yaml_dir / entry.removeprefix("../")
+    return found
+
+
+def _images_in(path: Path) -> list[Path]:
+    """The images a data.yaml entry names: a folder (recursively) or a ``.txt`` list."""
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    lines = path.read_text(encoding="utf-8").splitlines()  # relative to the list's folder
+    return [path.parent / line.strip() for line in lines if line.strip()]
+
+
+def _from_yaml(data_yaml: Path, skips: list[Skip]) -> tuple[list[tuple[Path, str | None]], dict]:
+    """``[(image, split)]`` and the parsed yaml; a missing split folder is a skip."""
+    try:
+        cfg = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise PlatelabError(f"{data_yaml} is not valid YAML: {e}") from None
+    if not isinstance(cfg, dict):
+        raise PlatelabError(f"{data_yaml} must be a mapping with train/val/test keys")
+    base = data_yaml.parent
+    if cfg.get("path"):
+        base = Path(cfg["path"]) if Path(cfg["path"]).is_absolute() else base / cfg["path"]
+    images: list[tuple[Path, str | None]] = []
+    for key in ("train", "val", "test"):
+        entries = cfg.get(key) or []
+        for entry in [entries] if isinstance(entries, str) else entries:
+            path = _resolve(str(entry), base, data_yaml.parent)
+            if not path.exists():
+                skips.append(
+                    Skip(str(path), f"{data_yaml} lists {key}: {entry}, which does not exist")
+                )
+                continue
+            try:
+                images += [(p, key) for p in _images_in(path)]
+            except (OSError, UnicodeDecodeError) as e:
+                skips.append(Skip(str(path), f"unreadable image list: {e}"))
+    return images, cfg
+
+
+def _walk(root: Path) -> list[tuple[Path, str | None]]:
+    """Every image under ``root`` with the split named by a folder on its path."""
+    out = []
+    for p in sorted(root.rglob("*")):
+        folders = p.relative_to(root).parts[:-1]
+        if p.suffix.lower() not in IMAGE_EXTS or "labels" in folders or not p.is_file():
+            continue
+        split = next(
+            (SPLIT_ALIASES[f.lower()] for f in folders if f.lower() in SPLIT_ALIASES), None
+        )
+        out.append((p, split))
+    return out
+
+
+def parse_label_file(path: Path, keypoints: bool = False) -> list[tuple[int, np.ndarray]]:
+    """Read a label file into ``[(class_id, (4,) cxcywh_norm box)]``.
+
+    Args:
+        path: the ``.txt`` file; blank lines are ignored.
+        keypoints: a pose dataset: keep the first 5 fields of each line, ignore the rest.
+
+    Raises:
+        ValueError: (the message names the file and line) a line with a wrong number of fields, a non-numeric or non-finite
+            value, a non-integer class, or a non-positive box size.
+    """
+    boxes = []
+    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path}:{line_no}"
+        n = len(fields)
+        if n != 5 and not keypoints and (n < 7 or n % 2 == 0):
+            raise ValueError(
+                f"{where}: expected 'cls cx cy w h' or a polygon 'cls x1 y1 x2 y2 x3 y3 ...',"
+                f" got {n} fields"
+            )
+        try:
+            values = [float(v) for v in fields]
+        except ValueError:
+            raise ValueError(f"{where}: not a number in {line.strip()!r}") from None
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"{where}: a value is not finite in {line.strip()!r}")
+        if values[0] < 0 or values[0] != int(values[0]):
+            raise ValueError(f"{where}: class must be a non-negative integer, got {fields[0]!r}")
+        if n == 5 or keypoints:
+            box = np.array(values[1:5])
+        else:  # a polygon: its enclosing box, in the same normalised cxcywh
+            pts = np.array(values[1:]).reshape(-1, 2)
+            lo, hi = pts.min(axis=0), pts.max(axis=0)
+            box = np.concatenate([(lo + hi) / 2, hi - lo])
+        if box[2] <= 0 or box[3] <= 0:
+            raise ValueError(f"{where}: box width and height must be positive: {line.strip()!r}")
+        boxes.append((int(values[0]), box))
+    return boxes
+
+
+def read_yolo(root: Path, classes: set[int] | None = None) -> tuple[list[ImageRecord], list[Skip]]:
+    """Read a YOLO dataset into records, one per image.
+
+    Args:
+        root: the dataset folder (holding ``data.yaml`` and/or the image folders).
+        classes: keep only boxes of these class ids (None keeps all); an image whose
+            boxes are all filtered out becomes a negative.
+
+    Returns:
+        ``(records, skips)``: records with boxes in original pixels (corners and text
+        unknown), ``size`` the image's real ``(width, height)``, ``split`` from
+        data.yaml or the folder layout, ``subset`` the root folder's name, and
+        ``meta["class_ids"]`` (and ``meta["class_names"]`` when data.yaml names
+        them) for the kept boxes. An unreadable image or a malformed label is a
+        :class:`Skip` naming the file (and line).
+
+    Raises:
+        PlatelabError: ``root`` is not a folder, or its data.yaml is not valid YAML.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise PlatelabError(f"YOLO folder not found: {root}")
+    skips: list[Skip] = []
+    data_yaml = _find_yaml(root)
+    images, cfg = _from_yaml(data_yaml, skips) if data_yaml else (_walk(root), {})
+    names = cfg.get("names")
+    if isinstance(names, list):
+        names = dict(enumerate(names))
+    keypoints = "kpt_shape" in cfg
+    records: list[ImageRecord] = []
+    seen: dict[Path, str | None] = {}
+    for image, split in images:
+        if image in seen:  # e.g. ``train: images`` and ``val: images`` in one yaml
+            logger.warning("%s is in %s and %s; keeping %s", image, seen[image], split, seen[image])
+            continue
+        seen[image] = split
+        try:
+            w, h = file_image_size(image)
+        except OSError as e:
+            skips.append(Skip(str(image), f"unreadable image: {e}"))
+            continue
+        label = label_path(image)
+        try:
+            boxes = parse_label_file(label, keypoints) if label.is_file() else []
+        except (ValueError, OSError) as e:  # UnicodeDecodeError is a ValueError
+            skips.append(Skip(str(image), f"malformed label: {e}"))
+            continue
+        boxes = [(c, b) for c, b in boxes if classes is None or c in classes]
+        record = ImageRecord(path=image, source="yolo", subset=root.name, split=split, size=(w, h))
+        if boxes:
+            xyxy = cxcywh_norm_to_xyxy(np.stack([b for _, b in boxes]), w, h)
+            record.plates = [Plate(box_xyxy=tuple(float(v) for v in row)) for row in xyxy]
+        record.meta["class_ids"] = [c for c, _ in boxes]
+        if names:
+            record.meta["class_names"] = [str(names.get(c, c)) for c, _ in boxes]
+        records.append(record)
+    logger.info("YOLO %s: %d images, %d skipped", root, len(records), len(skips))
+    return records, skips
