@@ -105,10 +105,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     from platelab.models import describe_models
 
     rows = describe_models(size=args.size, names=args.names or None)
-    print(f"{'model':<22}{'params':>12}{'input':>10}{'GFLOPs':>9}")
+    width = max(len("model"), *(len(r["name"]) for r in rows)) + 2
+    print(f"{'model':<{width}}{'params':>12}{'input':>10}{'GFLOPs':>9}")
     for r in rows:
         w, h = r["input_size"]
-        print(f"{r['name']:<22}{r['params']:>12,}{f'{w}x{h}':>10}{r['gflops']:>9.2f}")
+        print(f"{r['name']:<{width}}{r['params']:>12,}{f'{w}x{h}':>10}{r['gflops']:>9.2f}")
     return 0
 
 
