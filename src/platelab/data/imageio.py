@@ -13,6 +13,11 @@ import cv2
 import numpy as np
 import simplejpeg
 
+# OpenCV's own thread pool does not survive fork(): a DataLoader worker forked while
+# the pool is busy can deadlock in its first cv2 call. platelab parallelises with
+# processes instead, so OpenCV stays sequential (ultralytics does the same).
+cv2.setNumThreads(0)
+
 JPEG_MAGIC = b"\xff\xd8"
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
