@@ -48,7 +48,8 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
     from platelab.data.synth import generate
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
-    summary = generate(args.out, args.count, seed=args.seed, formats=formats, workers=args.workers)
+    summary = generate(args.out, args.count, seed=args.seed, formats=formats, workers=args.workers,
+                       overwrite=args.overwrite)
     print(json.dumps(summary, indent=2, ensure_ascii=False))
     print(f"wrote {args.count} scenes to {args.out} ({', '.join(formats)})")
     return 0
@@ -114,14 +115,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from platelab.config import load_config
+    from platelab.config import load_config, load_run_config
     from platelab.train import train
 
     if args.resume is not None:
-        hparams = Path(args.resume) / "hparams.yaml"
-        if not hparams.is_file():
-            raise PlatelabError(f"cannot resume: {hparams} not found")
-        cfg = load_config(hparams, [*args.overrides, f"out={args.resume}"])
+        if args.config is not None:
+            raise PlatelabError("--resume takes its config from RUN/hparams.yaml; drop --config")
+        cfg = load_run_config(args.resume, args.overrides)
     else:
         cfg = load_config(args.config, args.overrides)
     run = train(cfg, resume=args.resume)
@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--formats", default="ccpd,yolo,voc", help="comma-separated: ccpd,yolo,voc")
     s.add_argument("--workers", type=_workers, default=1, help="processes (0 = all cores)")
+    s.add_argument("--overwrite", action="store_true", help="replace what is in OUT")
     s.set_defaults(func=cmd_data_synth)
 
     s = dsub.add_parser("prepare", help="letterbox any mix of sources into a dataset")

@@ -1,0 +1,213 @@
+"""Plate texts and glyphs: character sets, random registrations, fonts found by path.
+
+Texts are recorded as the registration characters in reading order, without the
+spaces, hyphens and separator dots printed between groups (``皖A12345``, ``AB12CDE``).
+Chinese texts use only characters of the CCPD index tables, so every Chinese
+plate can be written as a CCPD file name.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from platelab.data.sources.ccpd import ADS, ALPHABETS, PROVINCES
+from platelab.errors import PlatelabError
+
+# Only characters of the CCPD tables. "O" is the dataset's placeholder at the end of
+# each table, and 警/学 are special plates: neither is drawn here.
+CN_PROVINCES = tuple(c for c in PROVINCES if c not in ("警", "学", "O"))
+CN_LETTERS = tuple(c for c in ALPHABETS if c != "O")
+CN_ADS = tuple(c for c in ADS if c != "O")
+CN_ADS_LETTERS = tuple(c for c in CN_ADS if c.isalpha())
+DIGITS = "0123456789"
+LATIN = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+_DEJAVU_DIRS = (Path("/usr/share/fonts/truetype/dejavu"),)
+# Latin faces for plate texts; matplotlib (a dependency) ships the same DejaVu files.
+LATIN_FONTS = ("DejaVuSans-Bold.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSerif-Bold.ttf")
+GLYPH_PX = 128  # glyphs are rasterised once at this size, then resized into their cells
+_BAR = np.full((4, 4), 255, np.uint8)
+
+
+def cjk_font() -> Path:
+    """The CJK font file; raises :class:`PlatelabError` when it is not installed."""
+    if not CJK_FONT.is_file():
+        raise PlatelabError(
+            f"CJK font not found at {CJK_FONT}: install fonts-wqy-microhei "
+            "(e.g. apt-get install fonts-wqy-microhei, or `make system-deps`)"
+        )
+    return CJK_FONT
+
+
+@functools.cache
+def latin_font(name: str) -> Path:
+    """A DejaVu font by file name, from the system or from matplotlib's copy."""
+    import matplotlib
+
+    dirs = (*_DEJAVU_DIRS, Path(matplotlib.get_data_path()) / "fonts" / "ttf")
+    for d in dirs:
+        if (d / name).is_file():
+            return d / name
+    raise PlatelabError(
+        f"font {name} not found in {', '.join(map(str, dirs))}: install fonts-dejavu-core"
+    )
+
+
+@functools.cache
+def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(path), size)
+
+
+@functools.lru_cache(maxsize=2048)
+def glyph_mask(ch: str, font_path: Path) -> np.ndarray:
+    """``(h, w)`` uint8 coverage of one character, cropped tight to its ink."""
+    font = _font(font_path, GLYPH_PX)
+    left, top, right, bottom = font.getbbox(ch)
+    img = Image.new("L", (right - left + 4, bottom - top + 4), 0)
+    ImageDraw.Draw(img).text((2 - left, 2 - top), ch, font=font, fill=255)
+    arr = np.asarray(img)
+    ys, xs = np.nonzero(arr)
+    if len(xs) == 0:
+        return np.zeros((1, 1), np.uint8)
+    return arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+def draw_text_line(
+    canvas: np.ndarray,
+    text: str,
+    box: tuple[float, float, float, float],
+    color: tuple[int, int, int],
+    font_path: Path,
+    spacing: float = 0.12,
+    squeeze: float = 1.0,
+) -> None:
+    """Draw ``text`` as one line centred in ``box = (x, y, w, h)`` of an ``(H, W, 3)`` canvas.
+
+    Each glyph is scaled to the box height (``squeeze < 1`` narrows it), the line
+    shrinks horizontally if it would overflow; a space is half a digit wide.
+    """
+    x, y, w, h = box
+    if h < 2 or w < 2:
+        return
+    masks = [None if c in " -" else glyph_mask(c, font_path) for c in text]
+    zero = glyph_mask("0", font_path)
+    ref_w = zero.shape[1] / zero.shape[0] * h * squeeze
+    widths = [0.5 * ref_w if m is None else m.shape[1] / m.shape[0] * h * squeeze for m in masks]
+    gap = spacing * h * squeeze
+    total = sum(widths) + gap * (len(widths) - 1)
+    k = min(1.0, w / max(total, 1e-6))
+    cx = x + (w - total * k) / 2
+    for c, m, gw in zip(text, masks, widths, strict=True):
+        if m is not None:
+            draw_glyph(canvas, m, (cx, y, gw * k, h), color)
+        elif c == "-":  # a tight-cropped hyphen would stretch to the full height: draw a bar
+            draw_glyph(canvas, _BAR, (cx, y + 0.44 * h, gw * k, 0.12 * h), color)
+        cx += (gw + gap) * k
+
+
+def draw_glyph(
+    canvas: np.ndarray,
+    mask: np.ndarray,
+    box: tuple[float, float, float, float],
+    color: tuple[int, int, int],
+) -> None:
+    """Blend a glyph ``mask`` stretched to ``box = (x, y, w, h)`` into ``canvas`` in place."""
+    x, y, w, h = box
+    x0, y0 = int(round(x)), int(round(y))
+    gw, gh = max(1, int(round(w))), max(1, int(round(h)))
+    interp = cv2.INTER_AREA if gh < mask.shape[0] else cv2.INTER_LINEAR
+    m = cv2.resize(mask, (gw, gh), interpolation=interp)
+    H, W = canvas.shape[:2]
+    xa, ya, xb, yb = max(x0, 0), max(y0, 0), min(x0 + gw, W), min(y0 + gh, H)
+    if xa >= xb or ya >= yb:
+        return
+    a = m[ya - y0 : yb - y0, xa - x0 : xb - x0, None].astype(np.float32) / 255.0
+    region = canvas[ya:yb, xa:xb].astype(np.float32)
+    canvas[ya:yb, xa:xb] = (region * (1 - a) + np.asarray(color, np.float32) * a).astype(np.uint8)
+
+
+# -- random registrations ---------------------------------------------------------------
+def _pick(rng: np.random.Generator, chars, n: int = 1) -> str:
+    return "".join(chars[int(i)] for i in rng.integers(0, len(chars), n))
+
+
+def _alnum_tail(rng: np.random.Generator, n: int, max_letters: int) -> str:
+    """``n`` CCPD ``ads`` characters, mostly digits, with at most ``max_letters`` letters."""
+    n_letters = int(rng.integers(0, max_letters + 1))
+    slots = set(rng.choice(n, size=n_letters, replace=False).tolist())
+    return "".join(
+        _pick(rng, CN_ADS_LETTERS) if i in slots else _pick(rng, DIGITS) for i in range(n)
+    )
+
+
+def cn_text(rng: np.random.Generator, length: int) -> str:
+    """A Chinese registration of 7 (blue, yellow) or 8 (green new-energy) characters.
+
+    Position 1 is a province, 2 a letter, the rest CCPD ``ads``; new-energy plates
+    mostly carry D (electric) or F (hybrid) in position 3, as small cars do.
+    """
+    # CCPD is mostly Anhui (皖); keep that bias without making other provinces rare.
+    head = "皖" if rng.random() < 0.3 else _pick(rng, CN_PROVINCES)
+    head += _pick(rng, CN_LETTERS)
+    if length == 8:
+        third = "DF"[int(rng.integers(0, 2))] if rng.random() < 0.8 else _pick(rng, CN_ADS)
+        return head + third + _alnum_tail(rng, 5, 1)
+    return head + _alnum_tail(rng, length - 2, 2)
+
+
+# Latin layouts: L = letter, D = digit, X = either; spaces and hyphens are printed only.
+EU_LAYOUTS = (
+    "LLDD LLL",
+    "LL-DDD-LL",
+    "L LL DDDD",
+    "LL DDDLL",
+    "DD-LLL-D",
+    "LL DD LL DDDD",
+    "LLL DDD",
+    "DD-DDD-DD",
+    "LLL-DDDD",
+    "L DDDD LL",
+)
+US_LAYOUTS = ("LLL DDDD", "DLLLDDD", "LLL-DDD", "DDD LLL", "LL DDDDD", "DLL DDD", "LLLDDD")
+US_STATES = (
+    "CALIFORNIA",
+    "TEXAS",
+    "Florida",
+    "NEW YORK",
+    "Virginia",
+    "OHIO",
+    "Arizona",
+    "GEORGIA",
+    "Michigan",
+    "ILLINOIS",
+    "Oregon",
+    "NEVADA",
+    "Colorado",
+    "MARYLAND",
+)
+
+
+def layout_text(rng: np.random.Generator, layout: str) -> str:
+    """Fill a layout such as ``"LL-DDD-LL"``: the printed string, separators kept."""
+    out = []
+    for c in layout:
+        if c == "L":
+            out.append(_pick(rng, LATIN))
+        elif c == "D":
+            out.append(_pick(rng, DIGITS))
+        elif c == "X":
+            out.append(_pick(rng, LATIN + DIGITS))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def registration(printed: str) -> str:
+    """The recorded text of a printed plate line: letters and digits only."""
+    return "".join(c for c in printed if c.isalnum())

@@ -1,0 +1,243 @@
+"""Procedural cars seen from the front or the back, with a slot where a plate goes.
+
+A car is drawn front-on in its own canvas (``x`` right, ``y`` down, pixels) from
+a handful of random proportions: cabin and glass, hood or boot, lights, grille,
+bumper, air intake, wheels and a ground shadow. Shading (a vertical gradient, a
+sky reflection band, low-frequency noise) keeps panels from looking flat. The
+scene later warps the whole canvas with one homography, so the plate slot and
+the body move together.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# Common car colours (RGB), weighted roughly by how often they are seen on roads.
+PAINTS = (
+    ((235, 235, 232), 0.22), ((175, 178, 182), 0.17), ((30, 30, 34), 0.17),
+    ((95, 98, 104), 0.12), ((150, 25, 30), 0.09), ((25, 55, 120), 0.09),
+    ((140, 115, 85), 0.05), ((35, 75, 45), 0.03), ((215, 120, 30), 0.03),
+    ((225, 200, 60), 0.03),
+)  # fmt: skip
+
+
+@dataclass
+class Vehicle:
+    """A car canvas.
+
+    Attributes:
+        rgb: ``(h, w, 3)`` uint8.
+        alpha: ``(h, w)`` uint8 coverage (the ground shadow is partly transparent).
+        slot: ``(4, 2)`` float corners TL, TR, BR, BL of the plate slot, canvas pixels.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray
+    slot: np.ndarray
+
+
+def _paint(rng: np.random.Generator) -> np.ndarray:
+    cols = np.array([c for c, _ in PAINTS], np.float32)
+    p = np.array([w for _, w in PAINTS])
+    base = cols[int(rng.choice(len(cols), p=p / p.sum()))]
+    return np.clip(base * rng.uniform(0.85, 1.1) + rng.normal(0, 4, 3), 0, 235)
+
+
+def _poly(img, pts, color, w: float, h: float) -> None:
+    """Fill a polygon given in fractions of the canvas size."""
+    p = np.round(np.asarray(pts, np.float64) * [w, h] * 16).astype(np.int32)  # 4 fractional bits
+    cv2.fillPoly(img, [p], tuple(float(c) for c in np.broadcast_to(color, 3)), cv2.LINE_AA, 4)
+
+
+def _rrect(img, x0, y0, x1, y1, r, color, w, h) -> None:
+    """A rounded rectangle in canvas fractions (``r`` in pixels)."""
+    c = tuple(float(v) for v in np.broadcast_to(color, 3))
+    X0, Y0, X1, Y1 = int(x0 * w), int(y0 * h), int(x1 * w), int(y1 * h)
+    r = int(max(0, min(r, (X1 - X0) / 2 - 1, (Y1 - Y0) / 2 - 1)))
+    cv2.rectangle(img, (X0 + r, Y0), (X1 - r, Y1), c, -1, cv2.LINE_AA)
+    cv2.rectangle(img, (X0, Y0 + r), (X1, Y1 - r), c, -1, cv2.LINE_AA)
+    for cx, cy in ((X0 + r, Y0 + r), (X1 - r, Y0 + r), (X0 + r, Y1 - r), (X1 - r, Y1 - r)):
+        cv2.circle(img, (cx, cy), r, c, -1, cv2.LINE_AA)
+
+
+def _mirror_x(pts):
+    return [(1 - x, y) for x, y in pts]
+
+
+def draw_vehicle(
+    rng: np.random.Generator, width_px: int, plate_aspect: float, plate_frac: float, rear: bool
+) -> Vehicle:
+    """Draw a random car ``width_px`` wide whose plate slot is ``plate_frac`` of that width.
+
+    Args:
+        plate_aspect: width / height of the plate that will go into the slot.
+        plate_frac: slot width as a fraction of the car width (real plates: ~0.2-0.3).
+        rear: draw the back (tail lights, rear window) instead of the front.
+    """
+    w = int(width_px)
+    h = int(w * rng.uniform(0.68, 0.92))
+    img = np.zeros((h, w, 3), np.float32)
+    paint = _paint(rng)
+    dark = np.array([22, 22, 25], np.float32) + rng.uniform(0, 18)
+    glass = np.array([40, 50, 62], np.float32) * rng.uniform(0.5, 1.4)
+
+    y_roof, y_glass = rng.uniform(0.0, 0.06), rng.uniform(0.3, 0.4)
+    y_face, y_bottom = y_glass + rng.uniform(0.05, 0.2), rng.uniform(0.88, 0.93)
+    top_w, belt_w = rng.uniform(0.24, 0.32), rng.uniform(0.4, 0.46)
+    body = [(0.5 - top_w, y_roof), (0.5 + top_w, y_roof), (0.5 + belt_w, y_glass),
+            (0.98, y_face), (0.99, y_bottom), (0.01, y_bottom), (0.02, y_face),
+            (0.5 - belt_w, y_glass)]  # fmt: skip
+    # Wheels under the body, a soft ground shadow under everything.
+    sw, shh = max(8, w // 4), max(8, h // 4)  # blurred at a quarter size: a big sigma is slow
+    sh = np.zeros((shh, sw), np.uint8)
+    cv2.ellipse(
+        sh, (sw // 2, int(shh * 0.985)), (int(sw * 0.52), int(shh * 0.05) + 1), 0, 0, 360, 150, -1
+    )
+    sh = cv2.GaussianBlur(sh, (0, 0), max(0.5, sw * 0.015))
+    alpha = cv2.resize(sh, (w, h), interpolation=cv2.INTER_LINEAR)
+    for x0 in (0.07, 0.77):
+        _rrect(img, x0, y_bottom - 0.08, x0 + 0.16, 0.99, w * 0.02, dark * 0.6, w, h)
+        _rrect(alpha, x0, y_bottom - 0.08, x0 + 0.16, 0.99, w * 0.02, 255, w, h)
+    mirror = [
+        (0.0, y_glass - 0.06),
+        (0.06, y_glass - 0.07),
+        (0.07, y_glass),
+        (0.01, y_glass + 0.01),
+    ]
+    for canvas, colour in ((img, paint), (alpha, 255)):
+        for pts in (body, mirror, _mirror_x(mirror)):
+            _poly(canvas, pts, colour, w, h)
+    # Glass: the windscreen (front) or the smaller rear window.
+    gi = rng.uniform(0.02, 0.04)
+    glass_pts = [(0.5 - top_w + gi, y_roof + 0.03), (0.5 + top_w - gi, y_roof + 0.03),
+                 (0.5 + belt_w - gi, y_glass - 0.01), (0.5 - belt_w + gi, y_glass - 0.01)]  # fmt: skip
+    if rear:
+        glass_pts[0] = (glass_pts[0][0] + 0.03, glass_pts[0][1] + 0.04)
+        glass_pts[1] = (glass_pts[1][0] - 0.03, glass_pts[1][1] + 0.04)
+    _poly(img, glass_pts, glass, w, h)
+    if rng.random() < 0.7:  # a pale diagonal reflection across the glass
+        a, b = rng.uniform(0.2, 0.6), rng.uniform(0.05, 0.15)
+        streak = [(a, y_roof + 0.03), (a + b, y_roof + 0.03), (a + b - 0.15, y_glass - 0.01),
+                  (a - 0.15, y_glass - 0.01)]  # fmt: skip
+        _poly(img, streak, glass + rng.uniform(20, 60), w, h)
+
+    plate_w = plate_frac
+    plate_h = plate_frac * w / plate_aspect / h
+    if rear:
+        _rear_face(img, rng, w, h, y_face, y_bottom, paint, dark)
+        plate_cy = rng.uniform(y_face + 0.16, y_face + 0.26)
+    else:
+        _front_face(img, rng, w, h, y_face, y_bottom, paint, dark)
+        plate_cy = rng.uniform(0.66, 0.74)
+    plate_cy = min(plate_cy, y_bottom - plate_h / 2 - 0.04)
+    x0, x1 = 0.5 - plate_w / 2, 0.5 + plate_w / 2
+    y0, y1 = plate_cy - plate_h / 2, plate_cy + plate_h / 2
+    # A recess or holder around the plate, wider than the plate.
+    m = rng.uniform(0.01, 0.04)
+    holder = dark if rng.random() < 0.6 else paint * rng.uniform(0.5, 0.8)
+    _rrect(img, x0 - m, y0 - m * 1.5, x1 + m, y1 + m * 1.5, w * 0.01, holder, w, h)
+    _shade(img, rng, w, h, y_glass)
+    slot = np.array([[x0 * w, y0 * h], [x1 * w, y0 * h], [x1 * w, y1 * h], [x0 * w, y1 * h]])
+    rgb = cv2.convertScaleAbs(img)  # saturates above 255; nothing drawn is negative
+    return Vehicle(rgb, alpha, slot)
+
+
+def _front_face(img, rng, w, h, y_face, y_bottom, paint, dark) -> None:
+    # Headlights: slanted polygons at both sides, bright with a darker inner part.
+    ly0, ly1 = y_face + rng.uniform(0.0, 0.03), y_face + rng.uniform(0.09, 0.15)
+    lx0, lx1 = rng.uniform(0.04, 0.08), rng.uniform(0.22, 0.3)
+    lamp = np.array([215, 218, 220], np.float32) * rng.uniform(0.75, 1.15)
+    pts = [(lx0, ly0 + 0.02), (lx1, ly0), (lx1 - 0.02, ly1), (lx0 + 0.02, ly1)]
+    for p in (pts, _mirror_x(pts)):
+        _poly(img, p, lamp, w, h)
+        c = np.mean(p, axis=0)
+        cv2.circle(
+            img, (int(c[0] * w), int(c[1] * h)), int(w * 0.025), (255, 255, 250), -1, cv2.LINE_AA
+        )
+    # Grille between the lights: horizontal bars, vertical bars or a mesh, and a badge.
+    gx0 = lx1 + rng.uniform(-0.02, 0.05)
+    gy0, gy1 = ly0 + 0.01, ly1 + rng.uniform(0.0, 0.08)
+    _rrect(img, gx0, gy0, 1 - gx0, gy1, w * 0.02, dark, w, h)
+    bar = tuple(map(float, dark + rng.uniform(40, 160)))
+    X0, X1, Y0, Y1 = int(gx0 * w) + 4, int((1 - gx0) * w) - 4, int(gy0 * h) + 3, int(gy1 * h) - 3
+    kind, t = rng.integers(0, 3), max(1, int(h * 0.006))
+    if kind == 0:
+        for y in np.linspace(Y0, Y1, int(rng.integers(3, 8)))[1:-1]:
+            cv2.line(img, (X0, int(y)), (X1, int(y)), bar, t, cv2.LINE_AA)
+    elif kind == 1:
+        for x in np.linspace(X0, X1, int(rng.integers(8, 20)))[1:-1]:
+            cv2.line(img, (int(x), Y0), (int(x), Y1), bar, t, cv2.LINE_AA)
+    else:
+        step = max(3, int(w * rng.uniform(0.012, 0.03)))
+        for y in range(Y0 + step // 2, Y1, step):
+            for x in range(X0 + (step // 2) * ((y // step) % 2), X1, step):
+                cv2.circle(img, (x, y), max(1, step // 4), bar, -1)
+    cv2.circle(
+        img, (w // 2, int((gy0 + gy1) / 2 * h)), int(w * 0.03), (200, 200, 205), -1, cv2.LINE_AA
+    )
+    # Bumper crease, lower air intake, fog lights.
+    crease = int((gy1 + 0.04) * h)
+    cv2.line(img, (int(0.03 * w), crease), (int(0.97 * w), crease), tuple(map(float, paint * 0.7)),
+             max(1, int(h * 0.008)), cv2.LINE_AA)  # fmt: skip
+    iy0 = y_bottom - rng.uniform(0.06, 0.1)
+    _poly(
+        img,
+        [(0.28, iy0), (0.72, iy0), (0.68, y_bottom - 0.02), (0.32, y_bottom - 0.02)],
+        dark,
+        w,
+        h,
+    )
+    if rng.random() < 0.6:
+        for fx in (0.14, 0.86):
+            cv2.circle(img, (int(fx * w), int((iy0 + 0.02) * h)), int(w * 0.025), (200, 200, 190), -1,
+                       cv2.LINE_AA)  # fmt: skip
+
+
+def _rear_face(img, rng, w, h, y_face, y_bottom, paint, dark) -> None:
+    # Tail lights: red blocks at the sides, sometimes joined by a dark or chrome strip.
+    ty0, ty1 = y_face - rng.uniform(0.0, 0.04), y_face + rng.uniform(0.08, 0.14)
+    red = np.array([190, 25, 30], np.float32) * rng.uniform(0.7, 1.15)
+    pts = [(0.02, ty0), (rng.uniform(0.2, 0.3), ty0 + 0.01), (0.22, ty1), (0.03, ty1)]
+    for p in (pts, _mirror_x(pts)):
+        _poly(img, p, red, w, h)
+        _poly(img, [(x, y + (ty1 - ty0) * 0.55) for x, y in p[:2]] + p[2:], red * 0.6 + 90, w, h)
+    if rng.random() < 0.5:
+        strip = dark if rng.random() < 0.5 else np.array([200, 200, 205], np.float32)
+        _rrect(img, 0.25, ty0 + 0.02, 0.75, ty0 + 0.05, 2, strip, w, h)
+    cv2.circle(
+        img, (w // 2, int((ty0 + 0.09) * h)), int(w * 0.025), (200, 200, 205), -1, cv2.LINE_AA
+    )
+    # Bumper: a lighter band with a crease, exhaust pipes, reflectors.
+    by = int((y_bottom - rng.uniform(0.12, 0.18)) * h)
+    cv2.line(img, (int(0.02 * w), by), (int(0.98 * w), by), tuple(map(float, paint * 0.65)),
+             max(1, int(h * 0.008)), cv2.LINE_AA)  # fmt: skip
+    _rrect(img, 0.02, y_bottom - 0.04, 0.98, y_bottom, 3, paint * 0.55, w, h)
+    if rng.random() < 0.6:
+        ex = 0.2 if rng.random() < 0.5 else 0.75
+        cv2.ellipse(img, (int(ex * w), int((y_bottom - 0.01) * h)), (int(w * 0.03), int(h * 0.015)),
+                    0, 0, 360, (15, 15, 15), -1, cv2.LINE_AA)  # fmt: skip
+    for rx in (0.1, 0.9):
+        cv2.rectangle(img, (int((rx - 0.03) * w), int((y_bottom - 0.07) * h)),
+                      (int((rx + 0.03) * w), int((y_bottom - 0.055) * h)), (150, 20, 20), -1)  # fmt: skip
+
+
+def _shade(img, rng, w, h, y_glass) -> None:
+    """Paint-like shading in place: lighter top, a sky reflection band, mottled noise."""
+    ys = np.linspace(0, 1, h, dtype=np.float32)[:, None]
+    g = 1.15 - 0.35 * ys  # lit from above
+    band_y = rng.uniform(y_glass, y_glass + 0.2)
+    g = g + rng.uniform(0.1, 0.35) * np.exp(-(((ys - band_y) / 0.04) ** 2))
+    noise = cv2.resize(
+        rng.normal(0, 1, (4, 5)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC
+    )
+    xs = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
+    shade = g * (1 + 0.04 * noise) * (1 - rng.uniform(0, 0.25) * xs**2)
+    img *= shade[..., None]
+    # Specular streaks: thin bright lines along the body.
+    for _ in range(int(rng.integers(0, 3))):
+        y = int(rng.uniform(y_glass, 0.9) * h)
+        cv2.line(img, (int(rng.uniform(0, 0.4) * w), y), (int(rng.uniform(0.6, 1) * w), y + int(rng.normal(0, 4))),
+                 (255, 255, 255), max(1, int(h * 0.004)), cv2.LINE_AA)  # fmt: skip

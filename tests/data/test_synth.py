@@ -1,0 +1,201 @@
+"""The synthetic generator: determinism, exact geometry, and round trips through the readers."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from platelab.data.sources.ccpd import read_ccpd, text_to_indices
+from platelab.data.sources.voc import read_voc
+from platelab.data.sources.yolo import read_yolo
+from platelab.data.synth import (
+    SceneConfig,
+    generate,
+    render_plate,
+    render_scene,
+    scene_split,
+    scenes,
+    text,
+)
+from platelab.data.synth.plates import STYLE_WEIGHTS, PlateImage
+from platelab.data.synth.writers import ccpd_encodable
+from platelab.errors import PlatelabError
+
+# Chinese plates only (so CCPD gets every plate scene), some negatives and multi-plate scenes.
+CN = SceneConfig(
+    negative_rate=0.25, multi_rate=0.5, styles={"cn_blue": 2, "cn_green": 1, "cn_yellow": 1}
+)
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+# -- scenes ---------------------------------------------------------------------------------
+def test_render_scene_is_deterministic_per_seed():
+    a, b = render_scene((7, 3)), render_scene((7, 3))
+    assert a.image.tobytes() == b.image.tobytes()
+    assert [(p.text, p.corners.tolist()) for p in a.plates] == [
+        (p.text, p.corners.tolist()) for p in b.plates
+    ]
+    assert render_scene((7, 4)).image.tobytes() != a.image.tobytes()
+
+
+@pytest.mark.parametrize("index", range(8))
+def test_scene_geometry(index):
+    scene = render_scene((11, index), SceneConfig(multi_rate=0.5))
+    h, w = scene.image.shape[:2]
+    assert scene.image.dtype == np.uint8 and scene.image.shape == (h, w, 3)
+    assert scene.kind in ("negative", "closeup", "street", "plate_only")
+    assert (scene.kind == "negative") == (not scene.plates)
+    for p in scene.plates:
+        c = p.corners
+        assert c.shape == (4, 2) and np.array_equal(c, np.round(c))  # integer corners
+        assert (
+            c[:, 0].min() >= 0 and c[:, 0].max() <= w and c[:, 1].min() >= 0 and c[:, 1].max() <= h
+        )
+        assert p.box_xyxy == (c[:, 0].min(), c[:, 1].min(), c[:, 0].max(), c[:, 1].max())
+        # TL, TR, BR, BL of the plate itself: clockwise, so the signed area is positive (y down).
+        x, y = c.T
+        assert np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)) > 0
+        assert p.style in STYLE_WEIGHTS and p.text
+        if p.style.startswith("cn_"):
+            assert ccpd_encodable(p.text) and len(p.text) == (8 if p.style == "cn_green" else 7)
+    boxes = [p.box_xyxy for p in scene.plates]
+    for i, a in enumerate(boxes):  # several plates never overlap
+        for b in boxes[i + 1 :]:
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
+
+
+def test_negative_rate_extremes():
+    assert all(not render_scene((1, i), SceneConfig(negative_rate=1.0)).plates for i in range(3))
+    assert all(render_scene((1, i), SceneConfig(negative_rate=0.0)).plates for i in range(3))
+
+
+def test_plate_lands_exactly_on_integer_corners():
+    # A flat 100x32 plate onto corners 100x32 apart: pixel centres map onto pixel
+    # centres, so every pixel inside takes the plate colour exactly, none outside.
+    img = np.zeros((80, 160, 3), np.uint8)
+    plate = PlateImage(np.full((32, 100, 3), (20, 60, 200), np.uint8), np.full((32, 100), 255, np.uint8),
+                       "皖A12345", "cn_blue")  # fmt: skip
+    corners = np.array([[10, 20], [110, 20], [110, 52], [10, 52]], np.float64)
+    placed = []
+    scenes._put_plate(img, plate, corners, placed)
+    assert (img[20:52, 10:110] == (20, 60, 200)).all()
+    img[20:52, 10:110] = 0
+    assert not img.any()
+    assert placed[0].box_xyxy == (10.0, 20.0, 110.0, 52.0)
+
+
+@pytest.mark.parametrize("style", sorted(STYLE_WEIGHTS))
+def test_plate_styles(style):
+    rng = np.random.default_rng(5)
+    plate = render_plate(style, rng, 240)
+    h, w = plate.rgb.shape[:2]
+    assert w == 240 and plate.alpha.shape == (h, w) and 1.5 < w / h < 5
+    assert plate.alpha[h // 2, w // 2] == 255 and plate.alpha[0, 0] < 255  # rounded corners
+    if style.startswith("cn_"):
+        text_to_indices(plate.text)  # raises if a character is outside CCPD's tables
+        assert plate.text[0] in text.CN_PROVINCES
+    else:
+        assert plate.text.isalnum() and plate.text.isascii() and 3 <= len(plate.text) <= 10
+    # The characters are drawn: the plate is not one flat colour.
+    assert plate.rgb.reshape(-1, 3).std(0).max() > 30
+
+
+def test_cjk_font_missing_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(text, "CJK_FONT", tmp_path / "nope.ttc")
+    with pytest.raises(PlatelabError, match="install fonts-wqy-microhei"):
+        text.cjk_font()
+    with pytest.raises(PlatelabError, match="fonts-wqy-microhei"):
+        generate(tmp_path / "out", 1, progress=False)
+
+
+# -- generate -------------------------------------------------------------------------------
+def test_generate_is_independent_of_worker_count(tmp_path):
+    one = generate(tmp_path / "a", 6, seed=2, workers=1, progress=False)
+    two = generate(tmp_path / "b", 6, seed=2, workers=2, progress=False)
+    assert {k: v for k, v in one.items() if k != "out"} == {
+        k: v for k, v in two.items() if k != "out"
+    }
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+
+
+def test_scene_split_spreads_evenly():
+    counts = Counter(scene_split(i, (0.1, 0.05)) for i in range(1000))
+    assert abs(counts["val"] - 100) <= 3 and abs(counts["test"] - 50) <= 3
+    assert [scene_split(i, (0.0, 0.0)) for i in range(5)] == ["train"] * 5
+
+
+def test_generate_rejects_bad_arguments(tmp_path):
+    with pytest.raises(PlatelabError, match="did you mean 'yolo'"):
+        generate(tmp_path, 1, formats=["yolov8"], progress=False)
+    with pytest.raises(PlatelabError, match="count"):
+        generate(tmp_path, -1, progress=False)
+    generate(tmp_path, 1, formats=["yolo"], progress=False)
+    with pytest.raises(PlatelabError, match="already holds files"):
+        generate(tmp_path, 1, formats=["yolo"], progress=False)
+    summary = generate(tmp_path, 2, formats="yolo", progress=False, overwrite=True)
+    assert summary["formats"]["yolo"]["written"] == 2
+    assert len(list((tmp_path / "yolo" / "images").rglob("*.jpg"))) == 2
+
+
+def test_round_trip_through_the_readers(tmp_path):
+    n, seed = 10, 4
+    summary = generate(
+        tmp_path, n, seed=seed, config=CN, split_fractions=(0.2, 0.2), progress=False
+    )
+    expected = [render_scene((seed, i), CN) for i in range(n)]
+    stems = [f"synth_{seed}_{i:07d}" for i in range(n)]
+    # frac(i * 0.618...) < 0.2 -> val, < 0.4 -> test: worked out by hand for i = 0..9.
+    splits = ["val", "train", "test", "train", "train", "val", "train", "test", "train", "train"]
+    assert summary["scenes"] == n and summary["by_split"] == {"train": 6, "val": 2, "test": 2}
+    assert summary["negatives"] == sum(not s.plates for s in expected) > 0
+    multi = sum(len(s.plates) > 1 for s in expected)
+    assert multi > 0 and summary["formats"]["ccpd"] == {"written": n - multi, "skipped": multi}
+
+    def same_plates(record, scene, corners: bool):
+        assert record.size in (None, scene.image.shape[1::-1])
+        got = sorted((p.box_xyxy, p.text, p.corners) for p in record.plates)
+        want = sorted(
+            (p.box_xyxy, p.text, tuple(map(tuple, p.corners.tolist())) if corners else None)
+            for p in scene.plates
+        )
+        assert got == want
+
+    records, skips = read_voc(tmp_path / "voc")
+    assert not skips and [r.path.stem for r in records] == stems
+    for r, scene, split in zip(records, expected, splits, strict=True):
+        same_plates(r, scene, corners=False)
+        assert r.split == split
+
+    records, skips = read_yolo(tmp_path / "yolo")
+    assert not skips and sorted(r.path.stem for r in records) == stems
+    for r in records:
+        i = stems.index(r.path.stem)
+        assert r.split == splits[i] and r.size == expected[i].image.shape[1::-1]
+        got = np.array(sorted(p.box_xyxy for p in r.plates)).reshape(-1, 4)
+        want = np.array(sorted(p.box_xyxy for p in expected[i].plates)).reshape(-1, 4)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+
+    records, skips = read_ccpd(tmp_path / "ccpd")
+    assert not skips and len(records) == n - multi
+    by_image = {r.path.read_bytes(): r for r in records}
+    for i, scene in enumerate(expected):
+        jpeg = (tmp_path / "voc" / "JPEGImages" / f"{stems[i]}.jpg").read_bytes()
+        if len(scene.plates) > 1:
+            assert jpeg not in by_image
+            continue
+        r = by_image[jpeg]  # the same JPEG bytes in every format
+        assert (
+            r.subset == ("ccpd_np" if not scene.plates else "ccpd_synth") and r.split == splits[i]
+        )
+        same_plates(r, scene, corners=True)
