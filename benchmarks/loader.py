@@ -172,7 +172,7 @@ def main() -> None:
         f"{two.cpu_ms / one.cpu_ms:.2f}x of 1 worker's (1.00 = scales with free cores; "
         "target >= 1.7x wall)"
     )
-    if load > 0.5:
+    if load > 1.0:  # more than one of the 2 cores busy before the run
         print(
             "note: the machine was busy; wall-clock figures (the speed-up most) are unreliable,"
             " CPU figures less so"
