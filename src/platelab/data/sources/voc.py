@@ -15,7 +15,8 @@ Boxes are taken as written (VOC's 1-based pixel indices are not shifted: a half
 pixel is below what annotators hit). The opened image's size wins over
 ``<size>``: datasets get resized after annotation with their boxes rescaled but
 ``<size>`` left stale (Kaggle's plates: 400x247 in the XML, 416x416 on disk). A
-disagreement is logged and kept in ``meta["xml_size"]``; boxes are not rescaled.
+disagreement is kept in ``meta["xml_size"]`` and summed up in one warning for the
+dataset; boxes are not rescaled.
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ def read_voc(
     splits = _read_splits(root)
     records: list[ImageRecord] = []
     skips: list[Skip] = []
+    stale: list[str] = []
     for xml in sorted(root.rglob("*.xml")):
         try:
             tree = ET.parse(xml).getroot()
@@ -187,10 +189,16 @@ def read_voc(
         stated = _xml_size(tree)
         if stated is not None and stated != size:
             msg = "%s: <size> says %dx%d but %s is %dx%d; trusting the image, boxes as written"
-            logger.warning(msg, xml, *stated, image.name, *size)
+            logger.debug(msg, xml, *stated, image.name, *size)
             record.meta["xml_size"] = stated
+            stale.append(f"{xml.name}: {stated[0]}x{stated[1]} vs {size[0]}x{size[1]}")
         voc_dir = xml.parent.parent if xml.parent.name.lower() in ANNOTATION_DIRS else xml.parent
         record.split = splits.get((voc_dir, xml.stem))
         records.append(record)
+    if stale:  # one line for the dataset: resized-after-annotation sets have it on every file
+        logger.warning(
+            "VOC %s: %d of %d XML <size> elements disagree with the image on disk (e.g. %s); "
+            "trusting the images, boxes as written", root, len(stale), len(records), stale[0]
+        )
     logger.info("VOC %s: %d images, %d skipped", root, len(records), len(skips))
     return records, skips
