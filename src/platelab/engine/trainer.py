@@ -86,15 +86,17 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def _to_device(obj: Any, device: torch.device, channels_last: bool = False) -> Any:
+def to_device(obj: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """Move every tensor in nested dicts/lists/tuples to ``device``; 4-D tensors to
+    channels_last when asked (the top level only: targets keep their layout)."""
     if isinstance(obj, torch.Tensor):
         if channels_last and obj.ndim == 4:
             return obj.to(device, memory_format=torch.channels_last, non_blocking=True)
         return obj.to(device, non_blocking=True)
     if isinstance(obj, dict):
-        return {k: _to_device(v, device) for k, v in obj.items()}
+        return {k: to_device(v, device) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return type(obj)(_to_device(v, device) for v in obj)
+        return type(obj)(to_device(v, device) for v in obj)
     return obj
 
 
@@ -272,8 +274,8 @@ class Trainer:
                 batch = self._next_batch(it)
                 if batch is None:
                     break
-                inputs = _to_device(batch[0], self.device, self.cfg.channels_last)
-                targets = _to_device(batch[1], self.device)
+                inputs = to_device(batch[0], self.device, self.cfg.channels_last)
+                targets = to_device(batch[1], self.device)
                 with self._autocast():
                     terms = self.loss_fn(self.net(inputs), targets)
                 loss = terms["loss"]

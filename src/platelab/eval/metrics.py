@@ -30,6 +30,8 @@ from numpy.typing import ArrayLike
 from torch import nn
 from torchvision.ops import box_iou
 
+from platelab.engine.trainer import to_device
+
 # Images per box_iou call in best_ious: a (C, ~C) matrix stays small while the
 # per-call overhead is paid once per chunk instead of once per image.
 _CHUNK = 256
@@ -285,16 +287,6 @@ def gather_results(results: EvalResults) -> EvalResults:
     )
 
 
-def _to_device(obj: Any, device: torch.device) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, dict):
-        return {k: _to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return type(obj)(_to_device(v, device) for v in obj)
-    return obj
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -332,7 +324,7 @@ def _run(model, loader, device, amp_dtype, loss_fn) -> EvalResults:
         res.forward_s += time.perf_counter() - start
         if loss_fn is not None:
             with autocast:
-                terms = loss_fn(outputs, _to_device(targets, device))
+                terms = loss_fn(outputs, to_device(targets, device))
             for k, v in terms.items():
                 if (isinstance(v, torch.Tensor) and v.numel() == 1) or isinstance(v, float | int):
                     res.loss_sums[k] = res.loss_sums.get(k, 0.0) + float(v) * b
