@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the main job on built-in synthetic data")
     s.add_argument("--out", type=Path, default=Path("runs/demo"))
-    s.add_argument("--scenes", type=int, default=600, help="synthetic scenes to render")
+    s.add_argument("--scenes", type=int, default=2400, help="synthetic scenes to render")
     s.add_argument("--model", default="dwsep_small")
     s.add_argument("--epochs", type=int, default=8)
     s.add_argument("--workers", type=_workers, default=2, help="processes (0 = all cores)")

@@ -1,7 +1,7 @@
 """``platelab demo``: the main job on the built-in synthetic data, from nothing.
 
     OUT/synth/            synthetic scenes as YOLO (platelab data synth)
-    OUT/dataset/          letterboxed 640x480 dataset + manifests (platelab data prepare)
+    OUT/dataset/          letterboxed 320x240 dataset + manifests (platelab data prepare)
     OUT/samples.png       samples with their boxes (platelab data show)
     OUT/samples_augmented.png
     OUT/runs/<model>/     a short training run (platelab train): metrics.csv, checkpoints
@@ -24,10 +24,10 @@ logger = logging.getLogger(__name__)
 @dataclass
 class DemoConfig:
     out: Path = Path("runs/demo")
-    scenes: int = 600
+    scenes: int = 2400
     model: str = "dwsep_small"
     epochs: int = 8
-    size: str = "320x240"  # training canvas: half the dataset's 640x480 for a laptop CPU
+    size: tuple[int, int] = (320, 240)  # the canvas: half the default 640x480, for a laptop CPU
     batch_size: int = 32
     workers: int = 2
     seed: int = 0
@@ -50,7 +50,9 @@ def run_demo(cfg: DemoConfig) -> dict:
     )
     logger.info("2/5 preparing the dataset in %s", dataset)
     report = prepare(
-        PrepareConfig(out=dataset, yolo=[synth / "yolo"], workers=cfg.workers, seed=cfg.seed)
+        PrepareConfig(
+            out=dataset, yolo=[synth / "yolo"], size=cfg.size, workers=cfg.workers, seed=cfg.seed
+        )
     )
     logger.info("3/5 checking it")
     checked = check_dataset(dataset)
@@ -61,13 +63,12 @@ def run_demo(cfg: DemoConfig) -> dict:
         show(dataset, out=out / "samples.png", n=16, seed=cfg.seed),
         show(dataset, augment=True, out=out / "samples_augmented.png", n=16, seed=cfg.seed),
     ]
-    logger.info("5/5 training %s for %d epochs at %s", cfg.model, cfg.epochs, cfg.size)
+    logger.info("5/5 training %s for %d epochs", cfg.model, cfg.epochs)
     overrides = [
         f"model={cfg.model}",
         f"data={dataset}",
         f"out={run}",
         f"epochs={cfg.epochs}",
-        f"size={cfg.size}",
         f"batch_size={cfg.batch_size}",
         f"workers={cfg.workers}",
         f"seed={cfg.seed}",

@@ -199,3 +199,46 @@ def test_round_trip_through_the_readers(tmp_path):
             r.subset == ("ccpd_np" if not scene.plates else "ccpd_synth") and r.split == splits[i]
         )
         same_plates(r, scene, corners=True)
+
+
+@pytest.mark.parametrize("fmt", ["ccpd", "yolo", "voc"])
+def test_prepare_round_trips_every_box_corner_and_text(tmp_path, fmt):
+    """synth -> data prepare -> manifest -> letterbox inverse gives back the rendered plates."""
+    from platelab.data.manifest import load_split
+    from platelab.data.prepare import PrepareConfig, prepare
+
+    n, seed = 8, 11
+    generate(tmp_path / "s", n, seed=seed, config=CN, progress=False)  # all three formats
+    prepare(
+        PrepareConfig(
+            out=tmp_path / "ds", size=(320, 240), progress=False, **{fmt: [tmp_path / "s" / fmt]}
+        )
+    )
+    scenes = {f"synth_{seed}_{i:07d}": render_scene((seed, i), CN) for i in range(n)}
+    # Every format holds the same JPEG bytes; CCPD names encode the plate, not the index.
+    stem_of = {
+        hashlib.sha1(f.read_bytes()).hexdigest(): f.stem
+        for f in (tmp_path / "s" / "yolo" / "images").rglob("*.jpg")
+    }
+    images = [m for split in ("train", "val", "test") for m in load_split(tmp_path / "ds", split)]
+    single = sum(len(sc.plates) <= 1 for sc in scenes.values())
+    assert len(images) == (single if fmt == "ccpd" else n)
+    for m in images:
+        scene = scenes[stem_of[hashlib.sha1(Path(m.orig_image).read_bytes()).hexdigest()]]
+        lb = m.letterbox
+        assert (lb.orig_w, lb.orig_h) == scene.image.shape[1::-1]
+        tol = 1e-3 / lb.scale  # the manifest arrays are float32 canvas pixels
+        got = lb.boxes_to_original(m.boxes_xyxy.astype(np.float64))
+        order = np.argsort(got[:, 0])
+        want = sorted(scene.plates, key=lambda p: p.box_xyxy[0])
+        want_boxes = np.array([p.box_xyxy for p in want], dtype=np.float64).reshape(-1, 4)
+        np.testing.assert_allclose(got[order], want_boxes, rtol=0, atol=tol)
+        texts = [m.texts[i] for i in order]
+        corners = lb.points_to_original(m.corners.astype(np.float64))[order]
+        if fmt == "yolo":  # YOLO labels carry neither text nor corners
+            assert all(t == "" for t in texts) and np.isnan(corners).all()
+            continue
+        assert texts == [p.text for p in want]
+        if fmt == "ccpd":  # only CCPD names carry the 4 corners
+            want_corners = np.array([p.corners for p in want], dtype=np.float64).reshape(-1, 4, 2)
+            np.testing.assert_allclose(corners, want_corners, rtol=0, atol=tol)

@@ -198,7 +198,11 @@ def read_voc(
     if stale:  # one line for the dataset: resized-after-annotation sets have it on every file
         logger.warning(
             "VOC %s: %d of %d XML <size> elements disagree with the image on disk (e.g. %s); "
-            "trusting the images, boxes as written", root, len(stale), len(records), stale[0]
+            "trusting the images, boxes as written",
+            root,
+            len(stale),
+            len(records),
+            stale[0],
         )
     logger.info("VOC %s: %d images, %d skipped", root, len(records), len(skips))
     return records, skips
