@@ -27,12 +27,14 @@ format: $(STAMP)
 
 system-deps:
 	@if [ ! -f $(FONT_CHECK) ]; then \
-	  if command -v apt-get >/dev/null 2>&1; then \
-	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null 2>&1; then SUDO=sudo; \
+	  else SUDO=none; fi; \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$SUDO" != none ]; then \
+	    echo "installing Debian fonts: $(DEB_FONTS)"; \
 	    $$SUDO apt-get update -qq && \
 	    DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(DEB_FONTS) >/dev/null; \
 	  else \
-	    echo "warning: install a CJK font ($(DEB_FONTS)) with your package manager" >&2; \
+	    echo "warning: synthetic plates need a CJK font: install $(DEB_FONTS) (Debian names)" >&2; \
 	  fi; \
 	fi
 
