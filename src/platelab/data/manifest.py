@@ -8,14 +8,13 @@ original photo through :class:`platelab.geometry.Letterbox`.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from platelab.atomic import atomic_open
 from platelab.errors import PlatelabError
 from platelab.geometry import Letterbox
 
@@ -87,18 +86,11 @@ def image_rows(img: ManifestImage) -> list[dict[str, str]]:
 
 def write_manifest(path: Path, images: Iterable[ManifestImage]) -> None:
     """Write a manifest atomically (temp file, then rename)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            writer.writeheader()
-            for img in images:
-                writer.writerows(image_rows(img))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        for img in images:
+            writer.writerows(image_rows(img))
 
 
 def _float(row: dict[str, str], key: str, where: str) -> float:

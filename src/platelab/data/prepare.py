@@ -15,9 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from platelab.atomic import atomic_write_bytes
 from platelab.data.imageio import decode_image, encode_jpeg, image_size
 from platelab.data.manifest import SPLITS, ManifestImage, write_manifest
 from platelab.data.records import ImageRecord, Skip
@@ -119,16 +118,16 @@ def _process(
         key = _source_key(path, canvas, quality)
         if cached and cached.get("key") == key and (out_dir / name).is_file():
             sha1, (w, h) = cached["sha1"], cached["orig_size"]
+            lb = Letterbox.fit(w, h, *canvas)
         else:
             data = path.read_bytes()
             sha1 = hashlib.sha1(data).hexdigest()
             w, h = image_size(data)
             lb = Letterbox.fit(w, h, *canvas)
             image = decode_image(data, min_size=resized_size(w, h, lb.scale))
-            _atomic_write(out_dir / name, encode_jpeg(lb.apply(image), quality))
+            atomic_write_bytes(out_dir / name, encode_jpeg(lb.apply(image), quality))
     except (OSError, ValueError) as e:
         return Skip(str(path), f"unreadable image: {e}")
-    lb = Letterbox.fit(w, h, *canvas)
     if record.size is not None and tuple(record.size) != (w, h):
         logger.warning(
             "%s: annotation says %sx%s, image is %sx%s; trusting the image",
@@ -147,17 +146,6 @@ def _process(
         plates.append(replace(plate, box_xyxy=tuple(float(v) for v in box[0])))
     record.plates = plates
     return _Done(record, name, sha1, lb, dropped)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def to_manifest_image(done: _Done) -> ManifestImage:
@@ -242,7 +230,7 @@ def prepare(cfg: PrepareConfig) -> dict:
                 "sha1": d.sha1,
                 "orig_size": [d.letterbox.orig_w, d.letterbox.orig_h],
             }
-        _atomic_write(cache_path, json.dumps(cache).encode())
+        atomic_write_bytes(cache_path, json.dumps(cache).encode())
 
     splits = assign_splits(done, cfg.split, cfg.seed)
     by_split: dict[str, list[ManifestImage]] = {s: [] for s in SPLITS}
@@ -252,7 +240,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         images.sort(key=lambda m: m.image)
         write_manifest(out / f"{s}.csv", images)
     report = _report(cfg, by_split, done, skips, dropped)
-    _atomic_write(out / REPORT_NAME, json.dumps(report, indent=2, ensure_ascii=False).encode())
+    atomic_write_bytes(out / REPORT_NAME, json.dumps(report, indent=2, ensure_ascii=False).encode())
     return report
 
 

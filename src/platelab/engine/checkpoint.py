@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from platelab import __version__
+from platelab.atomic import atomic_open
 from platelab.errors import PlatelabError
 
 FORMAT = "platelab"
@@ -70,33 +71,8 @@ def save_checkpoint(path: Path | str, state: dict) -> None:
             strings, numbers, bools or None (it would not load with ``weights_only``).
     """
     _check_plain(state)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename itself durable; not possible on every OS/filesystem.
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with atomic_open(path, "wb", durable=True) as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: Path | str) -> dict:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from platelab.atomic import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -52,18 +52,10 @@ class MetricsCSV:
             self.path.unlink()
             return
         self.fieldnames = fieldnames
-        fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp"
-        )
-        try:
-            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=fieldnames)
-                writer.writeheader()
-                writer.writerows(rows)
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(self.path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=fieldnames)
+            writer.writeheader()
+            writer.writerows(rows)
 
     def append(self, row: dict[str, Any]) -> None:
         """Append one epoch's row (floats with 8 significant digits)."""
