@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from platelab.atomic import atomic_write_bytes
 from platelab.engine import distributed as dist
 from platelab.engine.checkpoint import (
     BEST_PATTERN,
@@ -197,7 +198,7 @@ def train(cfg: TrainConfig, resume: Path | str | None = None) -> Path:
         }
         if dist.is_primary():
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "hparams.yaml").write_text(dump_config(cfg), encoding="utf-8")
+            atomic_write_bytes(run_dir / "hparams.yaml", dump_config(cfg).encode("utf-8"))
         trainer = Trainer(cfg, model, loss_fn, train_loader, val_loader, evaluate, meta=meta)
         if state is not None:
             trainer.restore(state)
