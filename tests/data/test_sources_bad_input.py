@@ -101,6 +101,7 @@ def test_bad_yolo_line_skips_its_image_only(tmp_path, line, reason):
 def test_yolo_corrupt_image_and_undecodable_label(tmp_path):
     write_jpeg(tmp_path / "images" / "ok.jpg", 40, 20)
     (tmp_path / "images" / "corrupt.jpg").write_bytes(b"\xff\xd8not really a jpeg")
+    (tmp_path / "images" / "empty.png").write_bytes(b"")  # cv2 raises on an empty buffer
     write_jpeg(tmp_path / "images" / "latin1.jpg", 40, 20)
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels" / "latin1.txt").write_bytes(b"0 0.5 0.5 0.5 0.5 \xe9\n")
@@ -108,6 +109,7 @@ def test_yolo_corrupt_image_and_undecodable_label(tmp_path):
     assert [r.path.stem for r in records] == ["ok"] and records[0].plates == []
     reasons = {Path(s.path).stem: s.reason for s in skips}
     assert reasons["corrupt"].startswith("unreadable image")
+    assert reasons["empty"].startswith("unreadable image")
     assert reasons["latin1"].startswith("malformed label")
 
 

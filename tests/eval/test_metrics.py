@@ -14,6 +14,7 @@ from torchvision.ops import box_iou
 from platelab.eval.metrics import (
     average_precision,
     best_ious,
+    best_matches,
     detection_metrics,
     evaluate,
     localization_metrics,
@@ -85,6 +86,22 @@ def test_best_ious_empty_and_errors():
         best_ious(np.zeros((2, 4)), [np.zeros((0, 4))])
     with pytest.raises(ValueError, match="x_min <= x_max"):
         best_ious(np.array([[10, 0, 0, 10]], float), [np.zeros((1, 4))])
+
+
+def test_best_matches_names_the_best_plate_of_each_image():
+    preds = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 10, 10]], float)
+    gts = [
+        # 0 with the 1st plate, 1/2 with the 2nd ([0,0,10,5]: 50 / 100), 1/4 with the 3rd
+        np.array([[20, 20, 30, 30], [0, 0, 10, 5], [2, 2, 7, 7]], float),
+        np.zeros((0, 4)),  # negative: no plate, -1
+        # two plates with IoU 1: a tie goes to the first
+        np.array([[0, 0, 10, 10], [0, 0, 10, 10]], float),
+        np.array([[40, 40, 50, 50]], float),  # overlaps nothing: plate 0, IoU 0
+    ]
+    ious, match = best_matches(preds, gts)
+    np.testing.assert_allclose(ious, [0.5, NAN, 1.0, 0.0], equal_nan=True)
+    assert match.tolist() == [1, -1, 0, 0]
+    assert best_matches(np.zeros((0, 4)), [])[1].shape == (0,)
 
 
 # -- localization_metrics -------------------------------------------------------

@@ -77,6 +77,8 @@ def decode_image(data: bytes, min_size: tuple[int, int] | None = None) -> np.nda
 
 
 def _cv2_decode(data: bytes) -> np.ndarray:
+    if not data:  # cv2.imdecode raises cv2.error, not None, on an empty buffer
+        raise ValueError("empty file")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise ValueError("not a decodable image")

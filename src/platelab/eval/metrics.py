@@ -9,9 +9,11 @@ arrays (``M`` images):
   its image, NaN for an image without a plate (see :func:`best_ious`).
 * ``num_plates`` ``(M,)``: how many plates each image holds.
 
-Boxes are xyxy in canvas pixels. The letterbox back to the original photo is a
-uniform scale plus a shift, which leaves IoU unchanged, so metrics on the canvas
-are the metrics on the photo.
+Boxes are xyxy pixels, any one frame per call. :func:`evaluate` (used by training)
+scores on the canvas; ``platelab eval`` (:mod:`platelab.eval.evaluate`) maps boxes
+back to the original photos and clips predictions to them first. The letterbox is a
+uniform scale plus a shift, which leaves IoU unchanged, so the two differ only where
+a predicted box reaches into the padding (clipping it to the photo).
 
 Empty inputs never crash, and no metric is NaN: one with nothing to average
 (no image, no plate, no detection) is 0.0.
@@ -38,8 +40,10 @@ _CHUNK = 256
 
 
 # -- per-image IoU ---------------------------------------------------------------
-def best_ious(pred_boxes_xyxy: ArrayLike, gt_boxes_list: Sequence[ArrayLike]) -> np.ndarray:
-    """IoU of each image's predicted box with its best-matching ground-truth plate.
+def best_matches(
+    pred_boxes_xyxy: ArrayLike, gt_boxes_list: Sequence[ArrayLike]
+) -> tuple[np.ndarray, np.ndarray]:
+    """IoU of each image's predicted box with its best-matching plate, and which plate.
 
     Args:
         pred_boxes_xyxy: ``(M, 4)`` one predicted box per image, ``x_min <= x_max``,
@@ -48,9 +52,11 @@ def best_ious(pred_boxes_xyxy: ArrayLike, gt_boxes_list: Sequence[ArrayLike]) ->
             same pixel frame; ``N_i == 0`` for a negative.
 
     Returns:
-        ``(M,)`` float64: the max IoU over the image's plates (``torchvision.ops.box_iou``),
-        NaN for an image without plates. A non-finite predicted box, or a zero-area one
-        on a zero-area plate, overlaps nothing and scores 0.
+        ``(ious, match)``: ``ious`` ``(M,)`` float64, the max IoU over the image's plates
+        (``torchvision.ops.box_iou``), NaN for an image without plates; ``match`` ``(M,)``
+        int64, the row of that plate in its image's array (the first on a tie), -1 for
+        an image without plates. A non-finite predicted box, or a zero-area one on a
+        zero-area plate, overlaps nothing and scores 0.
 
     Raises:
         ValueError: on mismatched lengths, wrong shapes or an inverted predicted box.
@@ -63,8 +69,9 @@ def best_ious(pred_boxes_xyxy: ArrayLike, gt_boxes_list: Sequence[ArrayLike]) ->
     gts = [np.asarray(g, dtype=np.float64).reshape(-1, 4) for g in gt_boxes_list]
     counts = np.array([len(g) for g in gts], dtype=np.int64)
     out = np.full(len(pred), np.nan)
+    match = np.full(len(pred), -1, dtype=np.int64)
     if counts.sum() == 0:
-        return out
+        return out, match
     gt_all = torch.as_tensor(np.concatenate(gts))
     owner = np.repeat(np.arange(len(pred)), counts)  # image of each plate
     offsets = np.concatenate([[0], np.cumsum(counts)])
@@ -79,7 +86,31 @@ def best_ious(pred_boxes_xyxy: ArrayLike, gt_boxes_list: Sequence[ArrayLike]) ->
     per_plate = np.nan_to_num(per_plate, nan=0.0)  # 0/0 union: no overlap to speak of
     has = counts > 0
     out[has] = np.maximum.reduceat(per_plate, offsets[:-1][has])
-    return out
+    # Sorted by image, then IoU descending (stable: the first plate wins a tie), the
+    # best plate of each image is the first of its run.
+    order = np.lexsort((-per_plate, owner))
+    match[has] = order[offsets[:-1][has]] - offsets[:-1][has]
+    return out, match
+
+
+def best_ious(pred_boxes_xyxy: ArrayLike, gt_boxes_list: Sequence[ArrayLike]) -> np.ndarray:
+    """IoU of each image's predicted box with its best-matching ground-truth plate.
+
+    Args:
+        pred_boxes_xyxy: ``(M, 4)`` one predicted box per image, ``x_min <= x_max``,
+            ``y_min <= y_max``.
+        gt_boxes_list: M arrays of shape ``(N_i, 4)``, the plates of each image in the
+            same pixel frame; ``N_i == 0`` for a negative.
+
+    Returns:
+        ``(M,)`` float64: the max IoU over the image's plates (``torchvision.ops.box_iou``),
+        NaN for an image without plates. A non-finite predicted box, or a zero-area one
+        on a zero-area plate, overlaps nothing and scores 0 (see :func:`best_matches`).
+
+    Raises:
+        ValueError: on mismatched lengths, wrong shapes or an inverted predicted box.
+    """
+    return best_matches(pred_boxes_xyxy, gt_boxes_list)[0]
 
 
 # -- metrics over per-image arrays -------------------------------------------------
