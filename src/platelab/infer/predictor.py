@@ -1,0 +1,332 @@
+"""Predict one plate box and a presence score per image, in the original image's pixels.
+
+    from platelab.infer.predictor import Predictor
+    predictor = Predictor("runs/exp/best_model_epoch_12.pth")   # or a run folder, or model.onnx
+    pred = predictor("car.jpg")              # Prediction(box_xyxy=(x0, y0, x1, y1), score=0.97, ...)
+    preds = predictor.predict([array, pil_image, "b.png"])
+
+Every image is letterboxed into the model's canvas with :class:`~platelab.geometry.Letterbox`
+(the same geometry that prepared the training images), the model predicts a box on the
+canvas, and the same letterbox maps it back to the original image, clipped to
+``[0, width] x [0, height]``.
+
+Backends:
+
+* ``torch``: an ``nn.Module`` (give ``canvas``), a checkpoint file or a run folder (its best
+  epoch; the canvas is the one it was trained at). uint8 pixels go in; the model normalises.
+* ``onnx``: a file written by ``platelab export`` (:mod:`platelab.infer.export`): input
+  ``images`` ``[B, 3, H, W]`` (uint8, or float32 in ``[0, 1]`` per its ``input_dtype``
+  metadata), outputs ``boxes`` in canvas pixels and ``scores`` (sigmoid applied).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from platelab.data.imageio import read_image
+from platelab.errors import PlatelabError
+from platelab.geometry import PAD_VALUE, Letterbox, clip_boxes, parse_size
+
+log = logging.getLogger(__name__)
+
+ImageInput: TypeAlias = np.ndarray | Image.Image | str | Path
+# (uint8 [B, 3, H, W] canvases) -> (boxes_xyxy [B, 4] canvas pixels, scores [B] in [0, 1])
+Runner: TypeAlias = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+BACKENDS = ("auto", "torch", "onnx")
+CHECKPOINT_SUFFIXES = (".pth", ".pt")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The plate box of one image.
+
+    Attributes:
+        box_xyxy: ``(x_min, y_min, x_max, y_max)`` in original-image pixels (continuous
+            coordinates, the image spans ``[0, width] x [0, height]``), clipped to the image.
+        score: plate-presence probability in ``[0, 1]``.
+        width, height: the original image size in pixels.
+    """
+
+    box_xyxy: tuple[float, float, float, float]
+    score: float
+    width: int
+    height: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"box_xyxy": [4 floats], "score", "width", "height"}``: plain JSON types."""
+        d = asdict(self)
+        d["box_xyxy"] = list(self.box_xyxy)
+        return d
+
+
+def to_rgb(image: ImageInput) -> np.ndarray:
+    """Any supported image -> ``(H, W, 3)`` uint8 RGB.
+
+    Accepts a numpy array ``(H, W, 3)`` RGB, ``(H, W)`` or ``(H, W, 1)`` grayscale, or
+    ``(H, W, 4)`` RGBA (alpha dropped), all uint8; a PIL image in any mode (converted to
+    RGB); or a path, read with :func:`~platelab.data.imageio.read_image` (no EXIF rotation,
+    as when the dataset was prepared).
+
+    Raises:
+        PlatelabError: an unreadable path, or an array of another dtype or shape.
+    """
+    if isinstance(image, str | Path):
+        try:
+            return read_image(Path(image))
+        except (OSError, ValueError) as e:
+            raise PlatelabError(f"cannot read image {image}: {error_reason(e)}") from None
+    if isinstance(image, Image.Image):
+        return np.asarray(image.convert("RGB"))
+    if not isinstance(image, np.ndarray):
+        raise PlatelabError(
+            f"expected a numpy array, PIL image or path, got {type(image).__name__}"
+        )
+    if image.dtype != np.uint8:
+        raise PlatelabError(f"image arrays must be uint8 (0..255), got {image.dtype}")
+    if image.ndim == 3 and image.shape[2] in (1, 3, 4):
+        channels = image.shape[2]
+    elif image.ndim == 2:
+        channels = 1
+    else:
+        raise PlatelabError(f"image arrays must be HxW, HxWx3 or HxWx4, got shape {image.shape}")
+    if min(image.shape[:2]) == 0:
+        raise PlatelabError(f"empty image of shape {image.shape}")
+    if channels == 1:
+        gray = image.reshape(image.shape[:2])
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(image[:, :, :3])
+
+
+def error_reason(e: BaseException) -> str:
+    """A one-line reason for an I/O or decode failure (``No such file or directory``, ...)."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
+
+
+def _pick_backend(model: Path | str | nn.Module, backend: str) -> str:
+    if backend not in BACKENDS:
+        raise PlatelabError(f"unknown backend '{backend}'; choose from {', '.join(BACKENDS)}")
+    if isinstance(model, nn.Module):
+        if backend == "onnx":
+            raise PlatelabError("the onnx backend takes an .onnx file, not an nn.Module")
+        return "torch"
+    path = Path(model)
+    if not path.exists():
+        raise PlatelabError(f"model not found: {path}")
+    kind = "onnx" if path.suffix.lower() == ".onnx" else "torch"
+    if path.is_file() and kind == "torch" and path.suffix.lower() not in CHECKPOINT_SUFFIXES:
+        raise PlatelabError(
+            f"cannot tell what {path} is from its suffix '{path.suffix}': "
+            "expected a .pth checkpoint, a run folder or an .onnx file"
+        )
+    if backend != "auto" and backend != kind:
+        what = "an ONNX file" if kind == "onnx" else "a checkpoint"
+        raise PlatelabError(f"{path} is {what}: use backend '{kind}' (or 'auto'), not '{backend}'")
+    return kind
+
+
+def _torch_device(name: str) -> torch.device:
+    """``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... as a device that exists here."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise PlatelabError(f"unknown device '{name}'; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PlatelabError(f"device={name} but no CUDA GPU is available; use device=cpu")
+    return dev
+
+
+def _torch_runner(module: nn.Module, canvas: tuple[int, int], device: torch.device) -> Runner:
+    scale = np.array(canvas * 2, dtype=np.float64)  # (W, H, W, H)
+
+    def run(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            out = module(torch.from_numpy(images).to(device))
+            boxes_norm = out["boxes_norm_xyxy"].float().cpu().numpy()
+            scores = torch.sigmoid(out["logits"].float()).cpu().numpy()
+        return boxes_norm.astype(np.float64) * scale, scores.astype(np.float64)
+
+    return run
+
+
+def _onnx_runner(session: Any, input_dtype: str) -> Runner:
+    input_name = session.get_inputs()[0].name
+    if input_dtype not in ("uint8", "float32"):
+        raise PlatelabError(f"unsupported ONNX input_dtype '{input_dtype}' (uint8 or float32)")
+
+    def run(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        feed = images if input_dtype == "uint8" else images.astype(np.float32) / 255
+        boxes, scores = session.run(["boxes", "scores"], {input_name: feed})
+        return np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(scores, np.float64)
+
+    return run
+
+
+class Predictor:
+    """Letterbox images of any size, run a model in batches, map the boxes back.
+
+    Args:
+        model: an ``nn.Module`` following the model output contract, a checkpoint
+            ``.pth``, a run folder (its best epoch), or an ``.onnx`` file from
+            ``platelab export``.
+        backend: ``"auto"`` (``.onnx`` -> onnx, anything else -> torch), ``"torch"``
+            or ``"onnx"``.
+        canvas: ``(W, H)`` the model takes. Required for an ``nn.Module``; a checkpoint's
+            own canvas is used when omitted (the torch models are fully convolutional, so
+            another canvas works, usually less well); an ONNX file's canvas is fixed.
+        device: torch device for the torch backend (``cpu``, ``cuda[:N]`` or ``auto``; the
+            module is moved there and put in eval mode); onnx runs on the CPU provider.
+        batch_size: images per forward pass; only one batch is held decoded at a time.
+        threads: intra-op threads: the onnxruntime session's, or for torch
+            ``torch.set_num_threads`` (process-wide); ``None`` keeps the default.
+
+    Attributes:
+        canvas: ``(W, H)``. model_name: the registry name (or class name of a bare
+            module). backend: ``"torch"`` or ``"onnx"``. pad_value: the letterbox pad.
+        info: where the model came from (checkpoint ``info`` or ONNX metadata).
+
+    Raises:
+        PlatelabError: a missing model, an unknown suffix or backend, a missing
+            onnxruntime, a module without ``canvas``, or a canvas an ONNX file cannot take.
+    """
+
+    def __init__(
+        self,
+        model: Path | str | nn.Module,
+        *,
+        backend: str = "auto",
+        canvas: tuple[int, int] | None = None,
+        device: str = "cpu",
+        batch_size: int = 8,
+        threads: int | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise PlatelabError(f"batch_size must be at least 1, got {batch_size}")
+        self.backend = _pick_backend(model, backend)
+        self.batch_size = int(batch_size)
+        self.pad_value = PAD_VALUE
+        self.info: dict[str, Any] = {}
+        if self.backend == "onnx":
+            if device != "cpu":
+                log.warning("the onnx backend runs on the CPU; device=%s is ignored", device)
+            self._init_onnx(Path(model), canvas, threads)
+        else:
+            self._init_torch(model, canvas, device, threads)
+        w, h = self.canvas
+        if w <= 0 or h <= 0:
+            raise PlatelabError(f"canvas must be positive, got {w}x{h}")
+
+    def _init_torch(
+        self,
+        model: Path | str | nn.Module,
+        canvas: tuple[int, int] | None,
+        device: str,
+        threads: int | None,
+    ) -> None:
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        dev = _torch_device(device)
+        if isinstance(model, nn.Module):
+            if canvas is None:
+                raise PlatelabError("canvas=(W, H) is required when the model is an nn.Module")
+            module = model.to(dev).eval()
+            self.model_name = str(getattr(model, "name", type(model).__name__))
+        else:
+            from platelab.train import load_model_from_checkpoint
+
+            module, self.info = load_model_from_checkpoint(model, device=dev)
+            self.model_name = str(self.info["model"])
+            canvas = canvas or self.info.get("input_size")
+            if canvas is None:
+                raise PlatelabError(f"{self.info['path']} records no input size: pass canvas")
+        self.canvas = (int(canvas[0]), int(canvas[1]))
+        self._run = _torch_runner(module, self.canvas, dev)
+
+    def _init_onnx(self, path: Path, canvas: tuple[int, int] | None, threads: int | None) -> None:
+        from platelab.infer import export  # onnx/onnxruntime missing: a PlatelabError there
+
+        meta = export.read_metadata(path)
+        self.info = dict(meta, path=path)
+        if "canvas" not in meta:
+            raise PlatelabError(f"{path} has no 'canvas' metadata: export it with platelab export")
+        own = parse_size(meta["canvas"])
+        if canvas is not None and tuple(canvas) != own:
+            raise PlatelabError(
+                f"{path} takes a {own[0]}x{own[1]} canvas, not {canvas[0]}x{canvas[1]}"
+            )
+        self.canvas = own
+        self.model_name = meta.get("model", path.stem)
+        self.pad_value = int(meta.get("pad_value", PAD_VALUE))
+        session = export.onnx_session(path, threads=threads)
+        self._run = _onnx_runner(session, meta.get("input_dtype", "uint8"))
+
+    def __repr__(self) -> str:
+        w, h = self.canvas
+        return f"Predictor(model={self.model_name!r}, backend={self.backend!r}, canvas={w}x{h})"
+
+    def predict(self, images: Sequence[ImageInput]) -> list[Prediction]:
+        """Predict every image, ``batch_size`` at a time.
+
+        Args:
+            images: numpy arrays (uint8 RGB ``HxWx3``, grayscale ``HxW``, RGBA ``HxWx4``),
+                PIL images or paths, any sizes, mixed freely.
+
+        Returns:
+            One :class:`Prediction` per image, in order, in that image's own pixels.
+
+        Raises:
+            PlatelabError: an unreadable path or unsupported array (see :func:`to_rgb`).
+        """
+        preds: list[Prediction] = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = [to_rgb(im) for im in images[start : start + self.batch_size]]
+            preds.extend(self._predict_rgb(chunk))
+        return preds
+
+    def __call__(
+        self, image_or_images: ImageInput | Sequence[ImageInput]
+    ) -> Prediction | list[Prediction]:
+        """One image -> one :class:`Prediction`; a list (or a ``[B, H, W, C]`` array) -> a list."""
+        single = isinstance(image_or_images, str | Path | Image.Image) or (
+            isinstance(image_or_images, np.ndarray) and image_or_images.ndim < 4
+        )
+        if single:
+            return self.predict([image_or_images])[0]  # type: ignore[list-item]
+        return self.predict(image_or_images)  # type: ignore[arg-type]
+
+    def _predict_rgb(self, images: list[np.ndarray]) -> list[Prediction]:
+        """``images``: ``(H, W, 3)`` uint8 RGB arrays -> predictions, one forward pass."""
+        if not images:
+            return []
+        cw, ch = self.canvas
+        letterboxes = [Letterbox.fit(im.shape[1], im.shape[0], cw, ch) for im in images]
+        canvases = np.stack(
+            [lb.apply(im, self.pad_value) for lb, im in zip(letterboxes, images, strict=True)]
+        )
+        batch = np.ascontiguousarray(canvases.transpose(0, 3, 1, 2))  # [B, 3, H, W]
+        boxes_canvas, scores = self._run(batch)
+        preds = []
+        for lb, box, score in zip(letterboxes, boxes_canvas, scores, strict=True):
+            orig = clip_boxes(lb.boxes_to_original(box[None]), lb.orig_w, lb.orig_h)[0]
+            preds.append(
+                Prediction(
+                    box_xyxy=tuple(float(v) for v in orig),  # type: ignore[arg-type]
+                    score=float(score),
+                    width=lb.orig_w,
+                    height=lb.orig_h,
+                )
+            )
+        return preds
