@@ -3,29 +3,36 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
+import platelab.demo as demo_mod
 from platelab.cli import main
+from platelab.data.manifest import load_split
+from tests.conftest import REAL_DATA
 
 
-def _demo(out, epochs: int) -> int:
-    return main(["demo", "--out", str(out), "--scenes", "40", "--epochs", str(epochs),
-                 "--model", "dwsep_tiny", "--workers", "1"])  # fmt: skip
-
-
-def test_demo_writes_everything(tmp_path, capsys):
+def test_demo_writes_everything(tmp_path, capsys, monkeypatch):
+    run_demo = demo_mod.run_demo  # the speed figures need not be precise here
+    monkeypatch.setattr(
+        demo_mod, "run_demo", lambda cfg: run_demo(dataclasses.replace(cfg, bench_time_s=0.1))
+    )
     out = tmp_path / "demo"
-    assert _demo(out, epochs=2) == 0
+    real = ["--real", str(REAL_DATA)] if REAL_DATA.is_dir() else ["--no-real"]
+    args = ["demo", "--out", str(out), "--scenes", "40", "--models", "dwsep_tiny,dwsep_small",
+            "--budget", "1", "--size", "96x64", "--workers", "1", *real]  # fmt: skip
+    assert main(args) == 0
     printed = capsys.readouterr().out
-    assert str(out / "runs" / "dwsep_tiny") in printed and "best epoch" in printed
+    report = out / "compare" / "report.html"
+    assert f"report:  {report}" in printed and "| dwsep_tiny |" in printed
     for name in ("samples.png", "samples_augmented.png", "dataset/train.csv",
-                 "dataset/prepare_report.json", "runs/dwsep_tiny/hparams.yaml",
-                 "runs/dwsep_tiny/last.pth"):  # fmt: skip
+                 "compare/results.csv", "compare/pareto.png", "compare/report.md",
+                 "compare/runs/dwsep_tiny/last.pth", "compare/runs/dwsep_small/hparams.yaml",
+                 "compare/eval/dwsep_small/metrics.json"):  # fmt: skip
         assert (out / name).is_file(), name
-    with open(out / "runs" / "dwsep_tiny" / "metrics.csv", newline="") as f:
+    with open(out / "compare" / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert [r["epoch"] for r in rows] == ["1", "2"]
-    assert all(0.0 <= float(r["mean_iou"]) <= 1.0 for r in rows)
-    # A second run into the same folder starts afresh rather than failing or appending.
-    assert _demo(out, epochs=1) == 0
-    with open(out / "runs" / "dwsep_tiny" / "metrics.csv", newline="") as f:
-        assert [r["epoch"] for r in csv.DictReader(f)] == ["1"]
+    assert [r["model"] for r in rows] == ["dwsep_tiny", "dwsep_small"]
+    if REAL_DATA.is_dir():  # the real samples are evaluated, never trained on
+        assert [int(rows[0][f"{s}_images"]) for s in ("ccpd_base", "kaggle_voc")] == [6, 20]
+        assert load_split(out / "real" / "ccpd_base", "train") == []
+        assert "ccpd_base acc@0.5" in (out / "compare" / "report.md").read_text()

@@ -17,6 +17,7 @@ from platelab import __version__
 from platelab.errors import PlatelabError
 
 logger = logging.getLogger("platelab")
+INFERENCE_COMMANDS = ("eval", "bench", "predict", "export")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -135,29 +136,196 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _models(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected model names like dwsep_small,resnet18")
+    return names
+
+
+def _budget(text: str):
+    from platelab.compare import Budget
+
+    try:
+        return Budget.parse(text)
+    except PlatelabError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _named_path(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=DATASET, got {text!r}")
+    return name, Path(path)
+
+
+def _print_results(result: dict) -> None:
+    from platelab.eval.report import markdown_table
+
+    print(markdown_table(result["rows"], extra_sets=result.get("extra_sets", ())))
+    print(f"results: {result['results_csv']}")
+    print(f"report:  {result['report_html']} (also report.md, pareto.png, curves.png)")
+
+
+# -- evaluation and comparison -------------------------------------------------------------
+def cmd_eval(args: argparse.Namespace) -> int:
+    from platelab.eval.evaluate import evaluate_checkpoint, format_report
+
+    target = Path(args.checkpoint)
+    if not target.exists():
+        raise PlatelabError(f"checkpoint or run folder not found: {target}")
+    folder = target if target.is_dir() else target.parent
+    out = args.out or folder / f"eval_{Path(args.data).resolve().name}_{args.split}"
+    report = evaluate_checkpoint(
+        target,
+        args.data,
+        args.split,
+        out,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        device=args.device,
+        gallery=args.gallery,
+    )
+    print(format_report(report))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from platelab.compare import CompareConfig, compare
+    from platelab.config import check_key
+
+    for kv in args.overrides:
+        key, sep, _ = kv.partition("=")
+        if not sep:
+            raise PlatelabError(f"expected key=value, got {kv!r}")
+        check_key(key)
+    cfg = CompareConfig(
+        models=args.models,
+        data=args.data,
+        out=args.out,
+        budget=args.budget,
+        metric=args.metric,
+        split=args.split,
+        eval_sets=dict(args.eval_set or ()),
+        overrides=tuple(args.overrides),
+        batch_size=args.batch_size,
+        workers=args.workers,
+        bench_batch=args.bench_batch,
+        threads=args.threads,
+        seed=args.seed,
+    )
+    _print_results({**compare(cfg), "extra_sets": list(cfg.eval_sets)})
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from platelab.demo import DemoConfig, run_demo
 
-    res = run_demo(
-        DemoConfig(
-            out=args.out,
-            scenes=args.scenes,
-            model=args.model,
-            epochs=args.epochs,
-            workers=args.workers,
-        )
+    cfg = DemoConfig(
+        out=args.out,
+        scenes=args.scenes,
+        models=args.models,
+        budget=args.budget,
+        size=args.size,
+        workers=args.workers,
+        real=None if args.no_real else args.real,
     )
-    best = res["best"]
+    res = run_demo(cfg)
     print(f"dataset: {res['dataset']}")
     for s, c in res["counts"].items():
         print(f"  {s:>5}: {c['images']} images, {c['plates']} plates, {c['negatives']} negatives")
     print(f"samples: {', '.join(str(g) for g in res['grids'])}")
-    print(f"run: {res['run']} (metrics.csv, hparams.yaml, last.pth, best_model_epoch_*.pth)")
-    print(
-        f"best epoch {best['epoch']}: mean IoU {float(best['mean_iou']):.3f}, "
-        f"acc@0.5 {float(best['acc_iou50']):.3f}, F1 {float(best['f1']):.3f}, "
-        f"AP50 {float(best['ap50']):.3f} on the synthetic val split"
+    if res["real_sets"]:
+        print(f"real samples (evaluation only): {', '.join(res['real_sets'])}")
+    _print_results({**res, "extra_sets": list(res["real_sets"])})
+    return 0
+
+
+# -- deployment ------------------------------------------------------------------------------
+def _images_in(paths: list[Path]) -> list[Path]:
+    from platelab.data.imageio import IMAGE_EXTS
+
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise PlatelabError(f"parity image not found: {p}")
+    return files
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from platelab.infer.export import dataset_photos, export_checkpoint
+
+    if not args.checkpoint.exists():
+        raise PlatelabError(f"checkpoint or run folder not found: {args.checkpoint}")
+    photos = _images_in(args.parity_images or [])[: args.parity_n]
+    photos = photos or dataset_photos(args.checkpoint, args.parity_n)
+    report = export_checkpoint(
+        args.checkpoint,
+        args.out,
+        input_dtype=args.input_dtype,
+        parity_images=photos,
+        opset=args.opset,
     )
+    w, h = report.canvas
+    print(
+        f"exported {report.model} (canvas {w}x{h}, {report.input_dtype} input, dynamic batch) "
+        f"to {report.path} ({report.size_mb:.1f} MB)"
+    )
+    print("onnx.checker: ok")
+    kind = "photos" if report.real_images else "random canvases (no photos found)"
+    orig = report.max_box_diff_orig_px
+    print(
+        f"parity with PyTorch on {report.images} {kind}: largest box difference "
+        f"{report.max_box_diff_px:.4f} px on the canvas"
+        + (f" ({orig:.4f} px in the photos)" if orig is not None else "")
+        + f", largest score difference {report.max_score_diff:.1e} "
+        f"(tolerance {report.tolerance_px} px)"
+    )
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from platelab.eval.speed import BenchConfig, bench, format_table, write_csv
+
+    cfg = BenchConfig(
+        size=args.size,
+        batch=args.batch,
+        threads=args.threads,
+        runtimes=tuple(r.strip() for r in args.runtime.split(",") if r.strip()),
+        iters=args.iters,
+        channels_last=args.channels_last,
+    )
+    rows = bench(args.targets, cfg)
+    print(
+        f"latency at batch 1 (p50/p90 after {cfg.warmup} warm-up runs), throughput at batch "
+        f"{cfg.batch}, {rows[0]['threads']} threads; MB: the checkpoint file, or fp32 weights "
+        "for a registry name"
+    )
+    print(format_table(rows))
+    if args.csv:
+        print(f"wrote {write_csv(rows, args.csv)}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from platelab.infer.predict import run_predict, summary_lines
+
+    summary = run_predict(
+        args.model,
+        args.source,
+        args.out,
+        backend=args.backend,
+        batch_size=args.batch,
+        conf=args.conf,
+        save=not args.no_save,
+        threads=args.threads,
+        device=args.device,
+    )
+    print("\n".join(summary_lines(summary)))
     return 0
 
 
@@ -217,12 +385,86 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", metavar="key=value")
     s.set_defaults(func=cmd_train)
 
+    s = sub.add_parser("eval", help="score a checkpoint on a dataset, in original pixels")
+    s.add_argument("checkpoint", type=Path, metavar="RUN_OR_CHECKPOINT")
+    s.add_argument("--data", type=Path, required=True, help="a prepared dataset")
+    s.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    s.add_argument("--out", type=Path, help="default: RUN/eval_<dataset>_<split>")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--workers", type=int, default=2, help="loader processes")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--gallery", type=int, default=16, help="worst cases to draw (0: none)")
+    s.set_defaults(func=cmd_eval)
+
+    s = sub.add_parser("compare", help="train, evaluate and time several models alike")
+    s.add_argument("--models", type=_models, required=True, help="comma-separated names")
+    s.add_argument("--data", type=Path, required=True, help="a prepared dataset")
+    s.add_argument("--budget", type=_budget, default="5", help="per model: 5 (epochs) or 3min")
+    s.add_argument("--out", type=Path, default=Path("runs/compare"))
+    s.add_argument("--metric", default="mean_iou", help="accuracy on the Pareto plot")
+    s.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
+    s.add_argument(
+        "--eval-set", type=_named_path, action="append", metavar="NAME=DATASET",
+        help="also evaluate on this prepared dataset, whole (repeatable)",
+    )  # fmt: skip
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--workers", type=int, default=2, help="loader processes")
+    s.add_argument("--bench-batch", type=int, default=8, help="throughput batch")
+    s.add_argument("--threads", type=int, help="CPU threads for timing (default: torch's)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("overrides", nargs="*", metavar="key=value", help="training keys for all")
+    s.set_defaults(func=cmd_compare)
+
+    s = sub.add_parser("bench", help="latency, throughput, params, MB and GFLOPs")
+    s.add_argument("targets", nargs="+", metavar="MODEL_OR_CHECKPOINT")
+    s.add_argument("--size", type=_size, help="WxH (default: the checkpoint's, else 640x480)")
+    s.add_argument("--batch", type=int, default=8, help="throughput batch (latency: batch 1)")
+    s.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    s.add_argument("--runtime", default="torch", help="comma-separated: torch,onnx")
+    s.add_argument("--iters", type=int, default=30, help="timed runs per figure, at most")
+    s.add_argument("--channels-last", action="store_true", help="torch in channels_last")
+    s.add_argument("--csv", type=Path, help="also write the rows here")
+    s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("export", help="export a checkpoint to ONNX and check parity")
+    s.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
+    s.add_argument("--format", default="onnx", choices=["onnx"])
+    s.add_argument("--out", type=Path, required=True, help="the .onnx file")
+    s.add_argument("--input-dtype", default="uint8", choices=["uint8", "float32"])
+    s.add_argument(
+        "--parity-images", type=Path, nargs="+", metavar="FILE_OR_DIR",
+        help="photos for the parity check (default: the run's test photos)",
+    )  # fmt: skip
+    s.add_argument("--parity-n", type=int, default=8, help="photos to check, at most")
+    s.add_argument("--opset", type=int)
+    s.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("predict", help="boxes for an image, a folder or a video")
+    s.add_argument("model", type=Path, metavar="CHECKPOINT_OR_ONNX")
+    s.add_argument("source", type=Path, metavar="SOURCE", help="an image, a folder or a video")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
+    s.add_argument("--batch", type=int, default=8)
+    s.add_argument("--conf", type=float, default=0.5, help="draw boxes scoring at least this")
+    s.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--no-save", action="store_true", help="only write predictions.jsonl")
+    s.set_defaults(func=cmd_predict)
+
     s = sub.add_parser("demo", help="the main job on built-in synthetic data")
     s.add_argument("--out", type=Path, default=Path("runs/demo"))
-    s.add_argument("--scenes", type=int, default=2400, help="synthetic scenes to render")
-    s.add_argument("--model", default="dwsep_small")
-    s.add_argument("--epochs", type=int, default=8)
+    s.add_argument("--scenes", type=int, default=2000, help="synthetic scenes to render")
+    s.add_argument(
+        "--models", type=_models, default=["dwsep_small", "mobilenet_v3_small", "resnet18"]
+    )
+    s.add_argument("--budget", type=_budget, default="1.5min", help="per model")
+    s.add_argument("--size", type=_size, default=(320, 240), help="canvas WxH")
     s.add_argument("--workers", type=_workers, default=2, help="processes (0 = all cores)")
+    s.add_argument(
+        "--real", type=Path, default=Path("../shared/data/real"),
+        help="real sample photos to evaluate on, when the folder exists",
+    )  # fmt: skip
+    s.add_argument("--no-real", action="store_true", help="skip the real samples")
     s.set_defaults(func=cmd_demo)
     return p
 
@@ -230,11 +472,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # platelab's own messages at INFO; libraries (the ONNX exporter's optimiser is chatty)
+    # only from WARNING, unless -v.
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
     )
+    logger.setLevel(logging.DEBUG if args.verbose else logging.INFO)
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    if args.command in INFERENCE_COMMANDS:
+        from platelab.eval.speed import tune_malloc
+
+        tune_malloc()  # eager forward passes reuse warm pages (see platelab.eval.speed)
     try:
         return args.func(args)
     except PlatelabError as e:

@@ -39,6 +39,9 @@ PROBE_STEPS = 4  # training steps the minutes probe times (the first one include
 VAL_OVERHEAD = 1.5  # evaluation wall time / forward time (loading, metrics), for planning
 METRICS = ("mean_iou", "median_iou", "acc_iou50", "acc_iou70", "precision", "recall", "f1")
 METRICS += ("ap50", "ap70")
+# Training keys compare sets for each model; an override may not change them.
+OWN_KEYS = ("model", "data", "out", "epochs", "max_train_batches", "monitor", "exist_ok")
+OWN_KEYS += ("batch_size", "workers", "seed")
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class CompareConfig:
             whole, e.g. real photos next to a synthetic training set.
         overrides: ``key=value`` training keys applied to every model alike.
         bench_batch: the batch of the throughput measurement (latency is at batch 1).
+        bench_time_s: at most this long per speed measurement.
         threads: CPU threads for the speed measurement (None: torch's current count).
     """
 
@@ -103,6 +107,7 @@ class CompareConfig:
     batch_size: int = 32
     workers: int = 2
     bench_batch: int = 8
+    bench_time_s: float = 5.0
     threads: int | None = None
     seed: int = 0
 
@@ -121,6 +126,10 @@ def _check(cfg: CompareConfig) -> None:
             from platelab.models import create_model
 
             create_model(name)  # raises the registry's error, with close matches
+    for kv in cfg.overrides:
+        key = kv.partition("=")[0].strip()
+        if key in OWN_KEYS:
+            raise PlatelabError(f"compare sets '{key}' itself (see --models, --data, --budget)")
     canvas = dataset_canvas(cfg.data)
     for name, ds in cfg.eval_sets.items():
         if dataset_canvas(ds) != canvas:
@@ -150,8 +159,12 @@ def _read_rows(metrics_csv: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _probe(cfg: CompareConfig, model: str) -> tuple[float, float]:
-    """Seconds per training image and per evaluated image of ``model``, from a short run."""
+def _probe(cfg: CompareConfig, model: str) -> tuple[float, float, float]:
+    """Seconds per training image, per evaluated image and per epoch (fixed), from a short run.
+
+    The fixed part is what an epoch costs beyond its images: loader start-up, the
+    checkpoint write, the metrics; it is the probe epoch's time less its steps.
+    """
     from platelab.config import load_config
     from platelab.train import train
 
@@ -167,11 +180,26 @@ def _probe(cfg: CompareConfig, model: str) -> tuple[float, float]:
     train_ips, val_fps = float(row["train_img_per_s"]), float(row["val_fps"])
     if not (train_ips > 0 and val_fps > 0):
         raise PlatelabError(f"the timing probe of {model} measured no progress")
-    return 1.0 / train_ips, 1.0 / val_fps
+    n_train = min(PROBE_STEPS * cfg.batch_size, len(_split(cfg.data, "train")))
+    n_val = min(2 * cfg.batch_size, len(_split(cfg.data, "val")))
+    fixed = float(row["epoch_time_s"]) - n_train / train_ips - n_val / val_fps
+    return 1.0 / train_ips, 1.0 / val_fps, max(0.0, fixed)
+
+
+def _split(data: Path, split: str) -> list:
+    from platelab.data.manifest import load_split
+
+    return load_split(data, split)
 
 
 def plan_budget(
-    budget: Budget, n_train: int, n_val: int, batch: int, s_train: float, s_val: float
+    budget: Budget,
+    n_train: int,
+    n_val: int,
+    batch: int,
+    s_train: float,
+    s_val: float,
+    fixed_s: float = 0.0,
 ) -> dict[str, int | None]:
     """Epochs (and a per-epoch step cap when one epoch is too long) that fit ``budget``.
 
@@ -179,6 +207,7 @@ def plan_budget(
         n_train, n_val: training and validation images.
         batch: training batch size.
         s_train, s_val: measured seconds per training image and per evaluated image.
+        fixed_s: measured seconds each epoch costs beyond its images.
 
     Returns:
         ``{"epochs": E, "max_train_batches": N or None}``; at least one step and one epoch.
@@ -186,7 +215,7 @@ def plan_budget(
     if budget.epochs is not None:
         return {"epochs": budget.epochs, "max_train_batches": None}
     seconds = budget.minutes * 60
-    val_s = n_val * s_val * VAL_OVERHEAD
+    val_s = n_val * s_val * VAL_OVERHEAD + fixed_s
     epoch_s = n_train * s_train + val_s
     if epoch_s <= seconds:
         return {"epochs": max(1, int(seconds // epoch_s)), "max_train_batches": None}
@@ -206,7 +235,6 @@ def _manifests_sha1(dataset: Path) -> str:
 def train_model(cfg: CompareConfig, model: str) -> dict[str, Any]:
     """Train ``model`` under the budget (or reuse a finished run of the same plan)."""
     from platelab.config import load_config
-    from platelab.data.manifest import load_split
     from platelab.train import train
 
     run = Path(cfg.out) / "runs" / model
@@ -222,13 +250,18 @@ def train_model(cfg: CompareConfig, model: str) -> dict[str, Any]:
         if {k: record.get(k) for k in wanted} == wanted and (run / "metrics.csv").is_file():
             logger.info("%s: reusing the finished run in %s", model, run)
             return record
-    n_train, n_val = len(load_split(cfg.data, "train")), len(load_split(cfg.data, "val"))
+    n_train, n_val = len(_split(cfg.data, "train")), len(_split(cfg.data, "val"))
+    s_train = s_val = fixed = 0.0
     if cfg.budget.minutes is not None:
-        s_train, s_val = _probe(cfg, model)
-        logger.info("%s: %.1f train img/s, %.1f eval img/s (probe)", model, 1 / s_train, 1 / s_val)
-    else:
-        s_train = s_val = 0.0
-    plan = plan_budget(cfg.budget, n_train, n_val, cfg.batch_size, s_train, s_val)
+        s_train, s_val, fixed = _probe(cfg, model)
+        logger.info(
+            "%s: %.1f train img/s, %.1f eval img/s, %.1f s per epoch besides (probe)",
+            model,
+            1 / s_train,
+            1 / s_val,
+            fixed,
+        )
+    plan = plan_budget(cfg.budget, n_train, n_val, cfg.batch_size, s_train, s_val, fixed)
     keys = _train_overrides(cfg, model, run) + [f"epochs={plan['epochs']}"]
     if plan["max_train_batches"]:
         keys.append(f"max_train_batches={plan['max_train_batches']}")
@@ -263,7 +296,11 @@ def evaluate_model(cfg: CompareConfig, model: str) -> dict[str, Any]:
         for k in ("mean_iou", "acc_iou50", "acc_iou70", "f1"):
             row[f"{name}_{k}"] = extra.metrics[k]
         row[f"{name}_images"] = int(extra.metrics["images"])
-    speed = bench_one(run, "torch", BenchConfig(batch=cfg.bench_batch, threads=cfg.threads))
+    speed = bench_one(
+        run,
+        "torch",
+        BenchConfig(batch=cfg.bench_batch, threads=cfg.threads, max_time_s=cfg.bench_time_s),
+    )
     for k in ("params", "gflops", "size_mb", "latency_p50_ms", "latency_p90_ms", "fps"):
         row[k] = speed[k]
     row["throughput_img_s"] = speed["throughput_img_s"]

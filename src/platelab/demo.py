@@ -4,46 +4,80 @@
     OUT/dataset/          letterboxed 320x240 dataset + manifests (platelab data prepare)
     OUT/samples.png       samples with their boxes (platelab data show)
     OUT/samples_augmented.png
-    OUT/runs/<model>/     a short training run (platelab train): metrics.csv, checkpoints
+    OUT/real/<set>/       the real sample photos, prepared at the same canvas (when present)
+    OUT/compare/          every backbone trained under one budget, evaluated and timed
+                          (platelab compare): results.csv, report.html, pareto.png, runs/
 
 Every step is a public function the CLI also calls; the demo only chains them.
 """
 
 from __future__ import annotations
 
-import csv
 import logging
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from platelab.compare import Budget, CompareConfig, compare
 from platelab.errors import PlatelabError
 
 logger = logging.getLogger(__name__)
+
+# The real samples beside a development checkout (absent from a user's clone).
+REAL_SAMPLES = Path("../shared/data/real")
+# name -> (prepare argument, folder below the samples)
+REAL_SETS = {"ccpd_base": ("ccpd", "ccpd_base"), "kaggle_voc": ("voc", "kaggle_voc")}
 
 
 @dataclass
 class DemoConfig:
     out: Path = Path("runs/demo")
-    scenes: int = 2400
-    model: str = "dwsep_small"
-    epochs: int = 8
+    scenes: int = 2000
+    # A custom depthwise CNN, a mobile torchvision network and a classic ResNet.
+    models: Sequence[str] = ("dwsep_small", "mobilenet_v3_small", "resnet18")
+    budget: Budget = field(default_factory=lambda: Budget(minutes=1.5))
     size: tuple[int, int] = (320, 240)  # the canvas: half the default 640x480, for a laptop CPU
     batch_size: int = 32
     workers: int = 2
     seed: int = 0
+    real: Path | None = REAL_SAMPLES  # None: skip the real samples
+    bench_time_s: float = 5.0  # at most per speed measurement
+
+
+def prepare_real(root: Path, out: Path, size: tuple[int, int], workers: int) -> dict[str, Path]:
+    """Prepare each real sample set found under ``root`` at ``size``, all of it as ``test``."""
+    from platelab.data.prepare import PrepareConfig, prepare
+
+    sets = {}
+    for name, (kind, folder) in REAL_SETS.items():
+        src = root / folder
+        if not src.is_dir():
+            logger.info("real samples: no %s, skipped", src)
+            continue
+        dst = out / name
+        prepare(
+            PrepareConfig(
+                out=dst,
+                size=size,
+                split=(0, 0, 1),
+                workers=workers,
+                progress=False,
+                **{kind: [src]},
+            )
+        )
+        sets[name] = dst
+    return sets
 
 
 def run_demo(cfg: DemoConfig) -> dict:
-    """Synthesise, prepare, check, picture and train; returns where everything is."""
-    from platelab.config import load_config
+    """Synthesise, prepare, check, picture, compare; returns where everything is."""
     from platelab.data.check import check_dataset
     from platelab.data.prepare import PrepareConfig, prepare
     from platelab.data.show import show
     from platelab.data.synth import generate
-    from platelab.train import train
 
     out = Path(cfg.out)
-    synth, dataset, run = out / "synth", out / "dataset", out / "runs" / cfg.model
+    synth, dataset = out / "synth", out / "dataset"
     logger.info("1/5 synthesising %d scenes into %s", cfg.scenes, synth)
     generate(
         synth, cfg.scenes, seed=cfg.seed, formats=("yolo",), workers=cfg.workers, overwrite=True
@@ -54,42 +88,39 @@ def run_demo(cfg: DemoConfig) -> dict:
             out=dataset, yolo=[synth / "yolo"], size=cfg.size, workers=cfg.workers, seed=cfg.seed
         )
     )
-    logger.info("3/5 checking it")
     checked = check_dataset(dataset)
     if not checked.ok:
         raise PlatelabError(f"the demo dataset failed its check: {checked.errors[0]}")
-    logger.info("4/5 drawing samples")
+    logger.info("3/5 drawing samples")
     grids = [
         show(dataset, out=out / "samples.png", n=16, seed=cfg.seed),
         show(dataset, augment=True, out=out / "samples_augmented.png", n=16, seed=cfg.seed),
     ]
-    logger.info("5/5 training %s for %d epochs", cfg.model, cfg.epochs)
-    overrides = [
-        f"model={cfg.model}",
-        f"data={dataset}",
-        f"out={run}",
-        f"epochs={cfg.epochs}",
-        f"batch_size={cfg.batch_size}",
-        f"workers={cfg.workers}",
-        f"seed={cfg.seed}",
-        "exist_ok=true",
-        "scheduler=onecycle",
-        "lr=0.003",
-    ]
-    train(load_config(None, overrides))
+    real_sets: dict[str, Path] = {}
+    if cfg.real is not None and Path(cfg.real).is_dir():
+        logger.info("4/5 preparing the real samples in %s (evaluation only)", cfg.real)
+        real_sets = prepare_real(Path(cfg.real), out / "real", cfg.size, cfg.workers)
+    else:
+        logger.info("4/5 no real samples at %s: synthetic evaluation only", cfg.real)
+    logger.info("5/5 comparing %s (%s each)", ", ".join(cfg.models), cfg.budget)
+    result = compare(
+        CompareConfig(
+            models=cfg.models,
+            data=dataset,
+            out=out / "compare",
+            budget=cfg.budget,
+            eval_sets=real_sets,
+            overrides=("scheduler=onecycle", "lr=0.003"),
+            batch_size=cfg.batch_size,
+            workers=cfg.workers,
+            bench_time_s=cfg.bench_time_s,
+            seed=cfg.seed,
+        )
+    )
     return {
         "dataset": dataset,
         "counts": report["counts"],
         "grids": grids,
-        "run": run,
-        "best": best_row(run / "metrics.csv"),
+        "real_sets": real_sets,
+        **result,
     }
-
-
-def best_row(metrics_csv: Path, monitor: str = "mean_iou") -> dict[str, str]:
-    """The metrics.csv row with the highest ``monitor``."""
-    with open(metrics_csv, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise PlatelabError(f"{metrics_csv} has no epochs")
-    return max(rows, key=lambda r: float(r[monitor]))
