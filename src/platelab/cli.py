@@ -160,9 +160,9 @@ def _named_path(text: str) -> tuple[str, Path]:
 
 
 def _print_results(result: dict) -> None:
-    from platelab.eval.report import markdown_table
+    from platelab.eval.report import markdown_tables
 
-    print(markdown_table(result["rows"], extra_sets=result.get("extra_sets", ())))
+    print(markdown_tables(result["rows"], extra_sets=result.get("extra_sets", ())))
     print(f"results: {result['results_csv']}")
     print(f"report:  {result['report_html']} (also report.md, pareto.png, curves.png)")
 
@@ -457,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--models", type=_models, default=["dwsep_small", "mobilenet_v3_small", "resnet18"]
     )
-    s.add_argument("--budget", type=_budget, default="1.5min", help="per model")
+    s.add_argument("--budget", type=_budget, default="2min", help="per model")
     s.add_argument("--size", type=_size, default=(320, 240), help="canvas WxH")
     s.add_argument("--workers", type=_workers, default=2, help="processes (0 = all cores)")
     s.add_argument(

@@ -22,6 +22,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import re
 import shutil
 from collections.abc import Sequence
@@ -177,7 +178,7 @@ def _probe(cfg: CompareConfig, model: str) -> tuple[float, float, float]:
         row = _read_rows(run / "metrics.csv")[-1]
     finally:
         shutil.rmtree(run, ignore_errors=True)
-    train_ips, val_fps = float(row["train_img_per_s"]), float(row["val_fps"])
+    train_ips, val_fps = float(row["train_steady_img_per_s"]), float(row["val_fps"])
     if not (train_ips > 0 and val_fps > 0):
         raise PlatelabError(f"the timing probe of {model} measured no progress")
     n_train = min(PROBE_STEPS * cfg.batch_size, len(_split(cfg.data, "train")))
@@ -201,7 +202,12 @@ def plan_budget(
     s_val: float,
     fixed_s: float = 0.0,
 ) -> dict[str, int | None]:
-    """Epochs (and a per-epoch step cap when one epoch is too long) that fit ``budget``.
+    """Epochs, and a per-epoch step cap, that fill ``budget`` without exceeding it.
+
+    With minutes, the plan trains the most steps that fit: the epoch count may be
+    rounded up and each epoch shortened (``max_train_batches``) rather than the budget
+    rounded down to whole epochs; the stream's per-epoch shuffle still shows each epoch
+    different images.
 
     Args:
         n_train, n_val: training and validation images.
@@ -210,17 +216,22 @@ def plan_budget(
         fixed_s: measured seconds each epoch costs beyond its images.
 
     Returns:
-        ``{"epochs": E, "max_train_batches": N or None}``; at least one step and one epoch.
+        ``{"epochs": E, "max_train_batches": N or None}`` (None: whole epochs);
+        at least one epoch of one step.
     """
     if budget.epochs is not None:
         return {"epochs": budget.epochs, "max_train_batches": None}
     seconds = budget.minutes * 60
     val_s = n_val * s_val * VAL_OVERHEAD + fixed_s
-    epoch_s = n_train * s_train + val_s
-    if epoch_s <= seconds:
-        return {"epochs": max(1, int(seconds // epoch_s)), "max_train_batches": None}
-    steps = max(1, int((seconds - val_s) / (s_train * batch)))
-    return {"epochs": 1, "max_train_batches": steps}
+    step_s = s_train * batch
+    full_steps = math.ceil(n_train / batch)
+    best = (1, 1)  # (epochs, steps per epoch): at least one step, even over budget
+    for epochs in range(1, math.ceil(seconds / (full_steps * step_s + val_s)) + 1):
+        steps = min(full_steps, int((seconds / epochs - val_s) / step_s))
+        if steps >= 1 and epochs * steps > best[0] * best[1]:  # most steps; ties: fewer epochs
+            best = (epochs, steps)
+    epochs, steps = best
+    return {"epochs": epochs, "max_train_batches": None if steps >= full_steps else steps}
 
 
 def _manifests_sha1(dataset: Path) -> str:
@@ -377,7 +388,7 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
         "extra_sets": list(cfg.eval_sets),
         "note": note,
         "figures": [
-            (f"{cfg.metric} against speed (marker area: params)", paths["pareto"]),
+            ("Accuracy against speed (marker area: params)", paths["pareto"]),
             ("Training curves", paths["curves"]),
             *galleries,
         ],

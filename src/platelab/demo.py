@@ -35,7 +35,7 @@ class DemoConfig:
     scenes: int = 2000
     # A custom depthwise CNN, a mobile torchvision network and a classic ResNet.
     models: Sequence[str] = ("dwsep_small", "mobilenet_v3_small", "resnet18")
-    budget: Budget = field(default_factory=lambda: Budget(minutes=1.5))
+    budget: Budget = field(default_factory=lambda: Budget(minutes=2))
     size: tuple[int, int] = (320, 240)  # the canvas: half the default 640x480, for a laptop CPU
     batch_size: int = 32
     workers: int = 2

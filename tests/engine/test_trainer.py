@@ -15,7 +15,7 @@ from platelab.engine.trainer import resolve_amp, weights_size_mb
 from platelab.errors import PlatelabError
 from tests.engine.toy import ToyNet, run_toy, toy_config, toy_loss
 
-TIMING = {"train_img_per_s", "val_fps", "epoch_time_s"}
+TIMING = {"train_img_per_s", "train_steady_img_per_s", "val_fps", "epoch_time_s"}
 
 
 def _rows(run: Path) -> list[dict[str, float]]:

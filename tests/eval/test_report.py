@@ -50,13 +50,27 @@ def test_budget_parse_refuses(text):
         Budget.parse(text)
 
 
-def test_plan_budget_fits_the_minutes():
-    # 1000 train images at 10 ms, 100 val images at 2 ms x 1.5 overhead: 10.3 s per epoch.
+def test_plan_budget_fills_the_minutes():
+    # 1000 train images = 32 steps of 32 x 10 ms = 0.32 s; val 100 x 2 ms x 1.5 = 0.3 s.
+    # Whole epochs (10.54 s) fit 5 times in 60 s: 160 steps. Six epochs of
+    # int((10 - 0.3) / 0.32) = 30 steps fit too (59.4 s): 180 steps, the plan.
     plan = plan_budget(Budget(minutes=1), 1000, 100, 32, 0.010, 0.002)
-    assert plan == {"epochs": 5, "max_train_batches": None}  # 60 // 10.3
-    # One epoch would take 100.3 s > 30 s: (30 - 0.3) / (0.1 * 32) = 9.28 -> 9 steps.
+    assert plan == {"epochs": 6, "max_train_batches": 30}
+    # One epoch would take 102.7 s > 30 s: (30 - 0.3) / (0.1 * 32) = 9.28 -> 9 steps.
     plan = plan_budget(Budget(minutes=0.5), 1000, 100, 32, 0.1, 0.002)
     assert plan == {"epochs": 1, "max_train_batches": 9}
+    # 2 steps of 3.2 s per epoch, 18 s: 2 whole epochs (4 steps) beat 3 epochs of 1 step.
+    assert plan_budget(Budget(minutes=0.3), 64, 0, 32, 0.1, 0.0) == {
+        "epochs": 2,
+        "max_train_batches": None,
+    }
+    # A fixed cost per epoch (loader start, checkpoint) counts: 2 x (6.4 + 3) > 18 s.
+    assert plan_budget(Budget(minutes=0.3), 64, 0, 32, 0.1, 0.0, fixed_s=3.0) == {
+        "epochs": 1,
+        "max_train_batches": None,
+    }
+    # Even a budget too small for one step trains one step.
+    assert plan_budget(Budget(minutes=0.01), 64, 0, 32, 0.1, 0.0)["max_train_batches"] == 1
     assert plan_budget(Budget(epochs=4), 10, 1, 2, 9.9, 9.9)["epochs"] == 4
 
 
@@ -70,14 +84,21 @@ ROWS = [
 ]  # fmt: skip
 
 
-def test_markdown_table_bolds_the_best():
-    md = report.markdown_table(ROWS, extra_sets=["real"]).splitlines()
-    assert md[0].startswith("| model | params (M) |") and "real acc@0.5" in md[0]
-    assert len(md) == 2 + len(ROWS)
-    cells = {r.split("|")[1].strip(): r for r in md[2:]}
+def test_markdown_tables_bold_the_unique_best():
+    acc = report.markdown_table(ROWS, extra_sets=["real"]).splitlines()
+    assert acc[0] == "| model | mean IoU | real acc@0.5 | real mean IoU |"
+    assert len(acc) == 2 + len(ROWS)
+    cells = {r.split("|")[1].strip(): r for r in acc[2:]}
     assert "**0.700**" in cells["b"] and "**0.750**" in cells["b"]  # best accuracy
-    assert "**10.0**" in cells["a"]  # lowest latency is best
-    assert "| 1.00 |" in cells["a"]  # params in millions
+    speed = report.markdown_table(ROWS, part="speed").splitlines()
+    assert speed[0].startswith("| model | params (M) | GFLOPs | latency p50 (ms) | FPS |")
+    cells = {r.split("|")[1].strip(): r for r in speed[2:]}
+    assert "| 1.00 | 0.50 | **10.0** | **100.0** |" in cells["a"]  # lowest latency is best
+    tied = [{**r, "mean_iou": 0.0} for r in ROWS]
+    rows = report.markdown_table(tied).splitlines()[2:]
+    assert all(r.endswith("| 0.000 |") for r in rows)  # a tie has no best: nothing in bold
+    both = report.markdown_tables(ROWS, ["real"])
+    assert both.index("**Size and speed**") < both.index("**Accuracy**")
 
 
 def _figures(tmp_path):
@@ -110,6 +131,7 @@ def test_html_embeds_every_picture_and_links_only_existing_files(tmp_path):
         "links": [("results.csv", results)],
     }
     page = report.write_html(tmp_path / "report.html", ctx).read_text()
+    assert page.count("<table>") == 2
     srcs = re.findall(r'<img src="([^"]+)"', page)
     assert len(srcs) == 2
     for src, png in zip(srcs, (pareto, curves), strict=True):
@@ -118,7 +140,7 @@ def test_html_embeds_every_picture_and_links_only_existing_files(tmp_path):
     for href in re.findall(r'href="([^"]+)"', page):
         assert (tmp_path / href).exists(), href
     assert "data: x &lt;y&gt;" in page  # text is escaped
-    assert page.count('<tr class="front">') == 2
+    assert page.count('<tr class="front">') == 2 * 2  # both tables mark the front
     md = report.write_markdown(tmp_path / "report.md", ctx).read_text()
     for link in re.findall(r"\]\(([^)]+)\)", md):
         assert (tmp_path / link).exists(), link

@@ -254,11 +254,17 @@ class Trainer:
         return batch
 
     def train_one_epoch(self, epoch: int, tb: Any = None) -> dict[str, float]:
-        """One pass over the training loader; returns ``lr``, ``train_*`` and ``train_img_per_s``."""
+        """One pass over the training loader.
+
+        Returns ``lr``, ``train_*`` (the loss terms), ``train_img_per_s`` (the whole
+        epoch) and ``train_steady_img_per_s`` (after the first step, which pays for
+        warm-up and the loader's start).
+        """
         self.net.train()
         _set_epoch(self.train_loader, epoch)
         sums: dict[str, float] = {}
         images, lr = 0, self.optimizer.param_groups[0]["lr"]
+        warm_images, warm_t = 0, 0.0
         clip = self.cfg.grad_clip
         bar = tqdm(
             total=self.steps_per_epoch,
@@ -302,6 +308,8 @@ class Trainer:
                 images += n
                 for k, v in _scalars(terms).items():
                     sums[k] = sums.get(k, 0.0) + v * n
+                if i == 0:  # the first step pays for warm-up: the steady rate starts here
+                    warm_images, warm_t = images, time.perf_counter()
                 bar.update()
                 bar.set_postfix(loss=f"{value:.4f}", lr=f"{lr:.2e}", refresh=False)
                 if tb is not None and self.step % self.cfg.log_every == 0:
@@ -317,6 +325,12 @@ class Trainer:
             {f"train_{k}": s / count for k, s in zip(sums, totals[1:].tolist(), strict=True)}
         )
         out["train_img_per_s"] = totals[0].item() / elapsed if elapsed > 0 else 0.0
+        # After the first step (warm-up, loader start); the whole epoch's rate if one step.
+        steady_s, steady = start + elapsed - warm_t, images - warm_images
+        out["train_steady_img_per_s"] = (
+            steady * dist.world_size() / steady_s if steady > 0 and steady_s > 0
+            else out["train_img_per_s"]
+        )  # fmt: skip
         return out
 
     # -- the loop ---------------------------------------------------------------

@@ -21,22 +21,30 @@ import numpy as np
 
 from platelab.atomic import atomic_open, atomic_write_bytes
 
-# Columns of the tables in report.md/html: (key, header, format).
-TABLE = (
-    ("model", "model", "{}"),
-    ("params", "params (M)", "{:.2f}"),
-    ("gflops", "GFLOPs", "{:.2f}"),
-    ("size_mb", "MB", "{:.1f}"),
-    ("latency_p50_ms", "latency p50 (ms)", "{:.1f}"),
-    ("fps", "FPS", "{:.1f}"),
-    ("epochs", "epochs", "{}"),
-    ("train_minutes", "train min", "{:.1f}"),
-    ("mean_iou", "mean IoU", "{:.3f}"),
-    ("acc_iou50", "acc@0.5", "{:.3f}"),
-    ("acc_iou70", "acc@0.7", "{:.3f}"),
-    ("f1", "F1", "{:.3f}"),
-    ("ap50", "AP50", "{:.3f}"),
-)
+# The two tables of report.md/html, (key, header, format) columns each; the extra
+# evaluation sets' columns join the accuracy table.
+TABLES = {
+    "speed": (
+        ("model", "model", "{}"),
+        ("params", "params (M)", "{:.2f}"),
+        ("gflops", "GFLOPs", "{:.2f}"),
+        ("size_mb", "ckpt MB", "{:.1f}"),
+        ("latency_p50_ms", "latency p50 (ms)", "{:.1f}"),
+        ("fps", "FPS", "{:.1f}"),
+        ("throughput_img_s", "img/s at batch N", "{:.1f}"),
+        ("epochs", "epochs", "{}"),
+        ("train_minutes", "train min", "{:.1f}"),
+    ),
+    "accuracy": (
+        ("model", "model", "{}"),
+        ("mean_iou", "mean IoU", "{:.3f}"),
+        ("acc_iou50", "acc@0.5", "{:.3f}"),
+        ("acc_iou70", "acc@0.7", "{:.3f}"),
+        ("f1", "F1", "{:.3f}"),
+        ("ap50", "AP50", "{:.3f}"),
+    ),
+}
+TABLE_TITLES = {"speed": "Size and speed", "accuracy": "Accuracy"}
 
 
 def machine_summary() -> str:
@@ -103,6 +111,8 @@ def pareto_plot(
     staircase through the models no other model beats on both speed and accuracy.
     """
     plt = _pyplot()
+    from matplotlib.ticker import FuncFormatter
+
     fps = [float(r["fps"]) for r in rows]
     acc = [float(r[metric]) for r in rows]
     params = np.array([float(r["params"]) for r in rows])
@@ -127,17 +137,29 @@ def pareto_plot(
         ax.step(xs, ys, where="pre", ls="--", c="tab:red", lw=1.2, label="Pareto front")
         ax.legend(loc="lower left", fontsize=8)
     ax.set_xscale("log")
+    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 30, not 3x10^1
+    ax.xaxis.set_major_formatter(plain)
+    ax.xaxis.set_minor_formatter(plain)
+    ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("FPS at batch 1 (log scale)")
-    ax.set_ylabel(metric.replace("_", " "))
+    ax.set_ylabel(_label(metric))
     lo, hi = min(acc), max(acc)
     pad = max(0.05, (hi - lo) * 0.15)
     ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad) if hi <= 1 else hi + pad)
     ax.set_xlim(min(fps) / 1.6, max(fps) * 1.8)
     ax.grid(True, which="both", alpha=0.3)
-    ax.set_title(title or f"{metric} against speed (marker area: params; red: Pareto front)")
+    ax.set_title(
+        title or f"{_label(metric)} against speed (marker area: params; red: Pareto front)"
+    )
     fig.tight_layout()
     _save(fig, path)
     return path
+
+
+def _label(metric: str) -> str:
+    return {"mean_iou": "mean IoU", "median_iou": "median IoU", "acc_iou50": "acc@0.5",
+            "acc_iou70": "acc@0.7", "ap50": "AP50", "ap70": "AP70", "f1": "F1"}.get(
+        metric, metric.replace("_", " "))  # fmt: skip
 
 
 def _read_curves(metrics_csv: Path) -> dict[str, list[float]]:
@@ -200,14 +222,19 @@ def _extra_columns(rows: Sequence[Mapping[str, Any]], extra_sets: Sequence[str])
     return cols
 
 
-def table_columns(rows: Sequence[Mapping[str, Any]], extra_sets: Sequence[str] = ()) -> list:
-    """The (key, header, format) columns of the results table, extra eval sets last."""
-    return [c for c in TABLE if any(c[0] in r for r in rows)] + _extra_columns(rows, extra_sets)
+def table_columns(
+    rows: Sequence[Mapping[str, Any]], extra_sets: Sequence[str] = (), part: str = "accuracy"
+) -> list:
+    """The (key, header, format) columns of one results table (``speed`` or ``accuracy``)."""
+    cols = [c for c in TABLES[part] if any(c[0] in r for r in rows)]
+    return cols + (_extra_columns(rows, extra_sets) if part == "accuracy" else [])
 
 
-def markdown_table(rows: Sequence[Mapping[str, Any]], extra_sets: Sequence[str] = ()) -> str:
-    """The results as a GitHub markdown table (the best value of each metric in bold)."""
-    cols = table_columns(rows, extra_sets)
+def markdown_table(
+    rows: Sequence[Mapping[str, Any]], extra_sets: Sequence[str] = (), part: str = "accuracy"
+) -> str:
+    """One results table as GitHub markdown (a column's unique best value in bold)."""
+    cols = table_columns(rows, extra_sets, part)
     best = _best_per_column(rows, cols)
     lines = ["| " + " | ".join(h for _, h, _ in cols) + " |"]
     lines.append("|" + "|".join("---" if k == "model" else "---:" for k, _, _ in cols) + "|")
@@ -218,6 +245,13 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], extra_sets: Sequence[str] 
             cells.append(f"**{text}**" if best.get(k) == i else text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def markdown_tables(rows: Sequence[Mapping[str, Any]], extra_sets: Sequence[str] = ()) -> str:
+    """Both results tables, each under a bold title."""
+    return "\n\n".join(
+        f"**{TABLE_TITLES[part]}**\n\n{markdown_table(rows, extra_sets, part)}" for part in TABLES
+    )
 
 
 def _best_per_column(rows: Sequence[Mapping[str, Any]], cols: Sequence[tuple]) -> dict[str, int]:
@@ -231,7 +265,8 @@ def _best_per_column(rows: Sequence[Mapping[str, Any]], cols: Sequence[tuple]) -
             continue
         lower = k.endswith("_ms")
         arr = np.array([(-v if lower else v) if not math.isnan(v) else -np.inf for v in vals])
-        best[k] = int(arr.argmax())
+        if (arr == arr.max()).sum() == 1:  # a tie (all 0.000, say) has no best
+            best[k] = int(arr.argmax())
     return best
 
 
@@ -243,7 +278,7 @@ def write_markdown(path: Path, ctx: Mapping[str, Any]) -> Path:
     """``report.md``: the setting, the table, the pictures (relative links)."""
     out = Path(path).parent
     lines = [f"# {ctx['title']}", "", *[f"- {s}" for s in ctx["setting"]], ""]
-    lines += ["## Results", "", markdown_table(ctx["rows"], ctx["extra_sets"]), ""]
+    lines += ["## Results", "", markdown_tables(ctx["rows"], ctx["extra_sets"]), ""]
     lines += [f"{ctx['note']}", ""] if ctx.get("note") else []
     for caption, img in ctx["figures"]:
         lines += [f"### {caption}", "", f"![{caption}]({os.path.relpath(img, out)})", ""]
@@ -259,6 +294,7 @@ _CSS = """
 body{font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
 color:#1b1f24;padding:0 1em}
 h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}
+h3{margin:1em 0 .3em}
 ul.setting{color:#444;font-size:.92em}
 table{border-collapse:collapse;font-size:.88em;margin:1em 0}
 th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:right}
@@ -270,10 +306,9 @@ figcaption{color:#555;font-size:.9em}
 """
 
 
-def write_html(path: Path, ctx: Mapping[str, Any]) -> Path:
-    """``report.html``: like report.md, with every picture embedded (no outside files)."""
+def _html_table(rows: Sequence[Mapping[str, Any]], extra_sets: Sequence[str], part: str) -> str:
     esc = html.escape
-    rows, cols = ctx["rows"], table_columns(ctx["rows"], ctx["extra_sets"])
+    cols = table_columns(rows, extra_sets, part)
     best = _best_per_column(rows, cols)
     head = "".join(f"<th>{esc(h)}</th>" for _, h, _ in cols)
     body = []
@@ -286,6 +321,16 @@ def write_html(path: Path, ctx: Mapping[str, Any]) -> Path:
         )
         front = ' class="front"' if str(r.get("pareto", "")) in ("1", "True") else ""
         body.append(f"<tr{front}>{cells}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def write_html(path: Path, ctx: Mapping[str, Any]) -> Path:
+    """``report.html``: like report.md, with every picture embedded (no outside files)."""
+    esc = html.escape
+    tables = [
+        f"<h3>{esc(TABLE_TITLES[part])}</h3>" + _html_table(ctx["rows"], ctx["extra_sets"], part)
+        for part in TABLES
+    ]
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -293,7 +338,7 @@ def write_html(path: Path, ctx: Mapping[str, Any]) -> Path:
         f"<h1>{esc(ctx['title'])}</h1>",
         '<ul class="setting">' + "".join(f"<li>{esc(s)}</li>" for s in ctx["setting"]) + "</ul>",
         "<h2>Results</h2>",
-        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>",
+        *tables,
     ]
     if ctx.get("note"):
         parts.append(f"<p>{esc(ctx['note'])}</p>")
