@@ -24,3 +24,16 @@ def test_successful_write_replaces(tmp_path):
         f.write(b"two")
     assert target.read_bytes() == b"two"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin"]
+
+
+def test_written_files_get_the_mode_open_would_give(tmp_path):
+    import os
+    import stat
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # what open() gives under this umask (0600 from mkstemp is wrong)
+    atomic_write_bytes(tmp_path / "atomic.txt", b"x")
+    mode = stat.S_IMODE((tmp_path / "atomic.txt").stat().st_mode)
+    assert mode == stat.S_IMODE(plain.stat().st_mode)
+    if not os.umask(os.umask(0)) & stat.S_IRGRP:  # the usual 022/002: others may read it
+        assert mode & stat.S_IRGRP

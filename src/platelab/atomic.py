@@ -15,6 +15,16 @@ from pathlib import Path
 from typing import IO, Any
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` would give a new file: 0666 less the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _file_mode()
+
+
 @contextmanager
 def atomic_open(
     path: Path | str, mode: str = "wb", durable: bool = False, **kw: Any
@@ -31,6 +41,7 @@ def atomic_open(
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _FILE_MODE)  # mkstemp's 0600 would make every output private
         with os.fdopen(fd, mode, **kw) as f:
             yield f
             if durable:

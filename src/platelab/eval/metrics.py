@@ -94,22 +94,8 @@ def best_matches(
 
 
 def best_ious(pred_boxes_xyxy: ArrayLike, gt_boxes_list: Sequence[ArrayLike]) -> np.ndarray:
-    """IoU of each image's predicted box with its best-matching ground-truth plate.
-
-    Args:
-        pred_boxes_xyxy: ``(M, 4)`` one predicted box per image, ``x_min <= x_max``,
-            ``y_min <= y_max``.
-        gt_boxes_list: M arrays of shape ``(N_i, 4)``, the plates of each image in the
-            same pixel frame; ``N_i == 0`` for a negative.
-
-    Returns:
-        ``(M,)`` float64: the max IoU over the image's plates (``torchvision.ops.box_iou``),
-        NaN for an image without plates. A non-finite predicted box, or a zero-area one
-        on a zero-area plate, overlaps nothing and scores 0 (see :func:`best_matches`).
-
-    Raises:
-        ValueError: on mismatched lengths, wrong shapes or an inverted predicted box.
-    """
+    """``(M,)`` IoU of each image's predicted box with its best-matching plate, NaN for a
+    negative: the ``ious`` of :func:`best_matches` (same arguments and errors)."""
     return best_matches(pred_boxes_xyxy, gt_boxes_list)[0]
 
 
