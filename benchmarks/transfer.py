@@ -4,8 +4,10 @@ Renders synthetic scenes, trains a model on them for a fixed wall-clock budget
 (the epoch count is set from a one-epoch probe so the whole schedule fits),
 then evaluates the best checkpoint on the real samples in ../shared/data/real
 (kaggle_voc and ccpd_base, prepared with ``data prepare`` at the same canvas).
-Also prints generation speed in scenes per second per core, and writes a gallery
-of predictions on the real photos.
+Also prints generation speed in scenes per second per core. The evaluation is
+``platelab eval``'s (metrics in the photos' pixels); each real set's metrics.json,
+predictions.csv and worst-case gallery land in OUT/eval_<set>/ (they show the real
+photos: keep them out of the repository).
 
     python benchmarks/transfer.py --out runs/transfer --minutes 30
 """
@@ -15,22 +17,18 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from platelab.config import load_config
 from platelab.data.prepare import PrepareConfig, prepare
-from platelab.data.show import draw_sample, make_grid
-from platelab.data.stream import build_eval_loader
 from platelab.data.synth import generate, render_scene
-from platelab.eval.metrics import evaluate
-from platelab.train import load_model_from_checkpoint, train
+from platelab.eval.evaluate import evaluate_checkpoint
+from platelab.train import train
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
@@ -61,36 +59,11 @@ def train_run(args, dataset: Path, run: Path, epochs: int) -> Path:
 
 
 def evaluate_real(run: Path, name: str, source: dict, size: tuple[int, int], out: Path) -> dict:
+    """Prepare one real set at the canvas, then ``platelab eval`` it (photo pixels, gallery)."""
     dataset = out / f"real_{name}"
     prepare(PrepareConfig(out=dataset, size=size, split=(0, 0, 1), progress=False, **source))
-    model, _ = load_model_from_checkpoint(run)
-    loader = build_eval_loader(dataset, "test", batch_size=8)
-    metrics, records = evaluate(model, loader, collect=True)
-    gallery(dataset, records, out / f"gallery_{name}.png")
-    return metrics
-
-
-def gallery(dataset: Path, records: list[dict], path: Path, n: int = 12) -> None:
-    """Truth in green, prediction in red with its IoU, for the first ``n`` images."""
-    import cv2
-
-    from platelab.data.imageio import read_image
-    from platelab.data.manifest import load_split
-
-    images = load_split(dataset, "test")
-    tiles = []
-    for rec in records[:n]:
-        m = images[int(rec["index"])]
-        img = draw_sample(read_image(dataset / m.image), m.boxes_xyxy)
-        box = np.array([[rec["x_min"], rec["y_min"], rec["x_max"], rec["y_max"]]])
-        img = draw_sample(img, box, colour=(255, 40, 40))
-        iou = rec["iou"]
-        label = f"IoU {iou:.2f}  p={rec['score']:.2f}" if not math.isnan(iou) else "no plate"
-        cv2.putText(
-            img, label, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 0), 1, cv2.LINE_AA
-        )
-        tiles.append(img)
-    cv2.imwrite(str(path), cv2.cvtColor(make_grid(tiles, columns=4), cv2.COLOR_RGB2BGR))
+    report = evaluate_checkpoint(run, dataset, "test", out / f"eval_{name}", batch_size=8)
+    return report.metrics
 
 
 def main() -> None:
