@@ -331,7 +331,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # -- parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="platelab", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="platelab",
+        description="License-plate localisation: data, training, evaluation, comparison, deployment.",
+    )
     p.add_argument("--version", action="version", version=f"platelab {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
