@@ -87,6 +87,9 @@ def test_compare_refuses_bad_setups(datasets, tmp_path):
         compare(_cfg(data, tmp_path, models=["dwsep_tiny", "resnet81"]))
     with pytest.raises(PlatelabError, match="names a model twice"):
         compare(_cfg(data, tmp_path, models=["dwsep_tiny", "dwsep_tiny"]))
+    with pytest.raises(PlatelabError, match="did you mean 'lr'"):  # before any training
+        compare(_cfg(data, tmp_path / "typo", overrides=("lr_rate=1",)))
+    assert not (tmp_path / "typo" / "runs").exists()
     with pytest.raises(PlatelabError, match="compare sets 'epochs' itself"):
         compare(_cfg(data, tmp_path, overrides=("epochs=3",)))
     small = make_dataset(tmp_path / "small", 2, 2)
@@ -98,7 +101,7 @@ def test_compare_refuses_bad_setups(datasets, tmp_path):
 def test_cli_compare_errors_are_one_line(datasets, tmp_path, capsys):
     data, _ = datasets
     assert main(["compare", "--models", "dwsep_tiny", "--data", str(tmp_path / "no")]) == 2
-    assert main(["compare", "--models", "x", "--data", str(data), "lr_rate=1"]) == 2
+    assert main(["compare", "--models", "dwsep_tiny", "--data", str(data), "lr_rate=1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(e.startswith("platelab: error:") for e in err)
     assert "did you mean 'lr'" in err[1]

@@ -162,7 +162,7 @@ def _named_path(text: str) -> tuple[str, Path]:
 def _print_results(result: dict) -> None:
     from platelab.eval.report import markdown_tables
 
-    print(markdown_tables(result["rows"], extra_sets=result.get("extra_sets", ())))
+    print(markdown_tables(result["rows"], extra_sets=result["extra_sets"]))
     print(f"results: {result['results_csv']}")
     print(f"report:  {result['report_html']} (also report.md, pareto.png, curves.png)")
 
@@ -192,13 +192,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from platelab.compare import CompareConfig, compare
-    from platelab.config import check_key
 
-    for kv in args.overrides:
-        key, sep, _ = kv.partition("=")
-        if not sep:
-            raise PlatelabError(f"expected key=value, got {kv!r}")
-        check_key(key)
     cfg = CompareConfig(
         models=args.models,
         data=args.data,
@@ -214,7 +208,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
     )
-    _print_results({**compare(cfg), "extra_sets": list(cfg.eval_sets)})
+    _print_results(compare(cfg))
     return 0
 
 
@@ -237,18 +231,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"samples: {', '.join(str(g) for g in res['grids'])}")
     if res["real_sets"]:
         print(f"real samples (evaluation only): {', '.join(res['real_sets'])}")
-    _print_results({**res, "extra_sets": list(res["real_sets"])})
+    _print_results(res)
     return 0
 
 
 # -- deployment ------------------------------------------------------------------------------
 def _images_in(paths: list[Path]) -> list[Path]:
-    from platelab.data.imageio import IMAGE_EXTS
+    from platelab.infer.predict import find_images
 
     files: list[Path] = []
     for p in paths:
         if p.is_dir():
-            files += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS)
+            files += find_images(p)[0]
         elif p.is_file():
             files.append(p)
         else:

@@ -40,6 +40,8 @@ PROBE_STEPS = 4  # training steps the minutes probe times (the first one include
 VAL_OVERHEAD = 1.5  # evaluation wall time / forward time (loading, metrics), for planning
 METRICS = ("mean_iou", "median_iou", "acc_iou50", "acc_iou70", "precision", "recall", "f1")
 METRICS += ("ap50", "ap70")
+SPEED_KEYS = ("params", "gflops", "size_mb", "latency_p50_ms", "latency_p90_ms", "fps")
+SPEED_KEYS += ("throughput_img_s",)
 # Training keys compare sets for each model; an override may not change them.
 OWN_KEYS = ("model", "data", "out", "epochs", "max_train_batches", "monitor", "exist_ok")
 OWN_KEYS += ("batch_size", "workers", "seed")
@@ -114,8 +116,9 @@ class CompareConfig:
 
 
 def _check(cfg: CompareConfig) -> None:
+    from platelab.config import check_override
     from platelab.data.manifest import dataset_canvas
-    from platelab.models import list_models
+    from platelab.models import create_model, list_models
 
     if not cfg.models:
         raise PlatelabError("--models names no model")
@@ -124,17 +127,14 @@ def _check(cfg: CompareConfig) -> None:
     known = set(list_models())
     for name in cfg.models:
         if name not in known and not name.startswith("timm/"):
-            from platelab.models import create_model
-
             create_model(name)  # raises the registry's error, with close matches
     for kv in cfg.overrides:
-        key = kv.partition("=")[0].strip()
-        if key in OWN_KEYS:
+        if (key := check_override(kv)) in OWN_KEYS:
             raise PlatelabError(f"compare sets '{key}' itself (see --models, --data, --budget)")
     canvas = dataset_canvas(cfg.data)
     for name, ds in cfg.eval_sets.items():
-        if dataset_canvas(ds) != canvas:
-            w, h = dataset_canvas(ds)
+        if (size := dataset_canvas(ds)) != canvas:
+            w, h = size
             raise PlatelabError(
                 f"evaluation set '{name}' ({ds}) is {w}x{h} but {cfg.data} is "
                 f"{canvas[0]}x{canvas[1]}: prepare it with --size {canvas[0]}x{canvas[1]}"
@@ -160,7 +160,7 @@ def _read_rows(metrics_csv: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _probe(cfg: CompareConfig, model: str) -> tuple[float, float, float]:
+def _probe(cfg: CompareConfig, model: str, sizes: dict[str, int]) -> tuple[float, float, float]:
     """Seconds per training image, per evaluated image and per epoch (fixed), from a short run.
 
     The fixed part is what an epoch costs beyond its images: loader start-up, the
@@ -181,16 +181,10 @@ def _probe(cfg: CompareConfig, model: str) -> tuple[float, float, float]:
     train_ips, val_fps = float(row["train_steady_img_per_s"]), float(row["val_fps"])
     if not (train_ips > 0 and val_fps > 0):
         raise PlatelabError(f"the timing probe of {model} measured no progress")
-    n_train = min(PROBE_STEPS * cfg.batch_size, len(_split(cfg.data, "train")))
-    n_val = min(2 * cfg.batch_size, len(_split(cfg.data, "val")))
+    n_train = min(PROBE_STEPS * cfg.batch_size, sizes["train"])
+    n_val = min(2 * cfg.batch_size, sizes["val"])
     fixed = float(row["epoch_time_s"]) - n_train / train_ips - n_val / val_fps
     return 1.0 / train_ips, 1.0 / val_fps, max(0.0, fixed)
-
-
-def _split(data: Path, split: str) -> list:
-    from platelab.data.manifest import load_split
-
-    return load_split(data, split)
 
 
 def plan_budget(
@@ -243,8 +237,11 @@ def _manifests_sha1(dataset: Path) -> str:
     return h.hexdigest()
 
 
-def train_model(cfg: CompareConfig, model: str) -> dict[str, Any]:
-    """Train ``model`` under the budget (or reuse a finished run of the same plan)."""
+def train_model(cfg: CompareConfig, model: str, sizes: dict[str, int]) -> dict[str, Any]:
+    """Train ``model`` under the budget (or reuse a finished run of the same plan).
+
+    ``sizes``: images per split of ``cfg.data``.
+    """
     from platelab.config import load_config
     from platelab.train import train
 
@@ -261,10 +258,9 @@ def train_model(cfg: CompareConfig, model: str) -> dict[str, Any]:
         if {k: record.get(k) for k in wanted} == wanted and (run / "metrics.csv").is_file():
             logger.info("%s: reusing the finished run in %s", model, run)
             return record
-    n_train, n_val = len(_split(cfg.data, "train")), len(_split(cfg.data, "val"))
     s_train = s_val = fixed = 0.0
     if cfg.budget.minutes is not None:
-        s_train, s_val, fixed = _probe(cfg, model)
+        s_train, s_val, fixed = _probe(cfg, model, sizes)
         logger.info(
             "%s: %.1f train img/s, %.1f eval img/s, %.1f s per epoch besides (probe)",
             model,
@@ -272,7 +268,9 @@ def train_model(cfg: CompareConfig, model: str) -> dict[str, Any]:
             1 / s_val,
             fixed,
         )
-    plan = plan_budget(cfg.budget, n_train, n_val, cfg.batch_size, s_train, s_val, fixed)
+    plan = plan_budget(
+        cfg.budget, sizes["train"], sizes["val"], cfg.batch_size, s_train, s_val, fixed
+    )
     keys = _train_overrides(cfg, model, run) + [f"epochs={plan['epochs']}"]
     if plan["max_train_batches"]:
         keys.append(f"max_train_batches={plan['max_train_batches']}")
@@ -286,37 +284,34 @@ def train_model(cfg: CompareConfig, model: str) -> dict[str, Any]:
         "max_train_batches": plan["max_train_batches"],
         "best_epoch": int(best["epoch"]),
         "train_minutes": sum(float(r["epoch_time_s"]) for r in rows) / 60,
-        "train_img_per_s": sum(float(r["train_img_per_s"]) for r in rows) / len(rows),
     }
     atomic_write_bytes(done, json.dumps(record, indent=2).encode())
     return record
 
 
-def evaluate_model(cfg: CompareConfig, model: str) -> dict[str, Any]:
-    """Test-split metrics, each extra set's metrics (prefixed ``<set>_``) and speed."""
+def evaluate_model(cfg: CompareConfig, model: str) -> tuple[dict, dict, Path | None]:
+    """``(speed, accuracy, gallery)`` of a trained model's best epoch.
+
+    ``speed``: params, GFLOPs, MB, latency, FPS, throughput and threads (torch eager);
+    ``accuracy``: the ``cfg.split`` metrics, then each extra set's prefixed ``<set>_``;
+    ``gallery``: the test split's worst cases (None when there were none).
+    """
     from platelab.eval.evaluate import evaluate_checkpoint
     from platelab.eval.speed import BenchConfig, bench_one
 
     run, out = Path(cfg.out) / "runs" / model, Path(cfg.out) / "eval" / model
     kw = {"batch_size": cfg.batch_size, "workers": cfg.workers}
     ev = evaluate_checkpoint(run, cfg.data, split=cfg.split, out=out, **kw)
-    row: dict[str, Any] = {k: ev.metrics[k] for k in METRICS}
-    row["gallery"] = ev.paths.get("gallery")
+    accuracy: dict[str, Any] = {k: ev.metrics[k] for k in METRICS}
     for name, ds in cfg.eval_sets.items():
         extra = evaluate_checkpoint(run, ds, split="all", out=out / name, **kw)
         for k in ("mean_iou", "acc_iou50", "acc_iou70", "f1"):
-            row[f"{name}_{k}"] = extra.metrics[k]
-        row[f"{name}_images"] = int(extra.metrics["images"])
-    speed = bench_one(
-        run,
-        "torch",
-        BenchConfig(batch=cfg.bench_batch, threads=cfg.threads, max_time_s=cfg.bench_time_s),
-    )
-    for k in ("params", "gflops", "size_mb", "latency_p50_ms", "latency_p90_ms", "fps"):
-        row[k] = speed[k]
-    row["throughput_img_s"] = speed["throughput_img_s"]
-    row["bench_threads"] = speed["threads"]
-    return row
+            accuracy[f"{name}_{k}"] = extra.metrics[k]
+        accuracy[f"{name}_images"] = int(extra.metrics["images"])
+    bench = BenchConfig(batch=cfg.bench_batch, threads=cfg.threads, max_time_s=cfg.bench_time_s)
+    timed = bench_one(run, "torch", bench)
+    speed = {k: timed[k] for k in SPEED_KEYS} | {"bench_threads": timed["threads"]}
+    return speed, accuracy, ev.paths.get("gallery")
 
 
 def compare(cfg: CompareConfig) -> dict[str, Any]:
@@ -327,26 +322,23 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
     _check(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    counts = {s: len(load_split(cfg.data, s)) for s in ("train", "val", "test")}
     rows, galleries = [], []
     for i, model in enumerate(cfg.models, 1):
         logger.info("model %d/%d: %s (budget: %s)", i, len(cfg.models), model, cfg.budget)
-        trained = train_model(cfg, model)
-        measured = evaluate_model(cfg, model)
-        gallery = measured.pop("gallery")
+        trained = train_model(cfg, model, counts)
+        speed, accuracy, gallery = evaluate_model(cfg, model)
         if gallery:
             galleries.append((f"{model}: the worst {cfg.split} images", Path(gallery)))
         rows.append(
             {
                 "model": model,
-                **{k: measured.pop(k) for k in ("params", "gflops", "size_mb")},
-                **{k: measured.pop(k) for k in ("latency_p50_ms", "latency_p90_ms", "fps")},
-                "throughput_img_s": measured.pop("throughput_img_s"),
-                "bench_threads": measured.pop("bench_threads"),
+                **speed,
                 "epochs": trained["epochs"],
                 "max_train_batches": trained["max_train_batches"] or "",
                 "best_epoch": trained["best_epoch"],
                 "train_minutes": round(trained["train_minutes"], 2),
-                **measured,
+                **accuracy,
             }
         )
     front = report.pareto_front([r["fps"] for r in rows], [r[cfg.metric] for r in rows])
@@ -357,7 +349,6 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
     runs = {m: out / "runs" / m / "metrics.csv" for m in cfg.models}
     paths["curves"] = report.curves_plot(runs, out / "curves.png")
     w, h = dataset_canvas(cfg.data)
-    counts = {s: len(load_split(cfg.data, s)) for s in ("train", "val", "test")}
     threads = rows[0]["bench_threads"]
     setting = [
         f"data: {cfg.data} ({w}x{h} canvas; "
@@ -397,4 +388,4 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
     }
     paths["report_md"] = report.write_markdown(out / "report.md", ctx)
     paths["report_html"] = report.write_html(out / "report.html", ctx)
-    return {"rows": rows, **paths}
+    return {"rows": rows, "extra_sets": list(cfg.eval_sets), **paths}

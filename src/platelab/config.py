@@ -142,6 +142,13 @@ def _parse_override(item: str) -> tuple[str, Any]:
     return key, value
 
 
+def check_override(item: str) -> str:
+    """The key of a ``key=value`` override; PlatelabError unless the key exists (see check_key)."""
+    key, _ = _parse_override(item)
+    check_key(key)
+    return key
+
+
 def _set_dotted(data: dict, key: str, value: Any) -> None:
     *parents, leaf = key.split(".")
     node = data

@@ -166,7 +166,7 @@ def _read_curves(metrics_csv: Path) -> dict[str, list[float]]:
     with open(metrics_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     out: dict[str, list[float]] = {}
-    for key in ("epoch", "train_loss", "val_loss", "mean_iou", "acc_iou50"):
+    for key in ("epoch", "train_loss", "val_loss", "mean_iou"):
         out[key] = [float(r[key]) if r.get(key) not in (None, "") else math.nan for r in rows]
     return out
 
@@ -230,20 +230,25 @@ def table_columns(
     return cols + (_extra_columns(rows, extra_sets) if part == "accuracy" else [])
 
 
+def _table(
+    rows: Sequence[Mapping[str, Any]], extra_sets: Sequence[str], part: str
+) -> tuple[list[tuple], list[list[tuple[str, bool]]]]:
+    """``(columns, cells)``: each row's formatted cells with whether it is its column's best."""
+    cols = table_columns(rows, extra_sets, part)
+    best = _best_per_column(rows, cols)
+    cells = [[(_cell(r, k, f), best.get(k) == i) for k, _, f in cols] for i, r in enumerate(rows)]
+    return cols, cells
+
+
 def markdown_table(
     rows: Sequence[Mapping[str, Any]], extra_sets: Sequence[str] = (), part: str = "accuracy"
 ) -> str:
     """One results table as GitHub markdown (a column's unique best value in bold)."""
-    cols = table_columns(rows, extra_sets, part)
-    best = _best_per_column(rows, cols)
+    cols, cells = _table(rows, extra_sets, part)
     lines = ["| " + " | ".join(h for _, h, _ in cols) + " |"]
     lines.append("|" + "|".join("---" if k == "model" else "---:" for k, _, _ in cols) + "|")
-    for i, r in enumerate(rows):
-        cells = []
-        for k, _, fmt in cols:
-            text = _cell(r, k, fmt)
-            cells.append(f"**{text}**" if best.get(k) == i else text)
-        lines.append("| " + " | ".join(cells) + " |")
+    for row in cells:
+        lines.append("| " + " | ".join(f"**{t}**" if b else t for t, b in row) + " |")
     return "\n".join(lines)
 
 
@@ -308,19 +313,15 @@ figcaption{color:#555;font-size:.9em}
 
 def _html_table(rows: Sequence[Mapping[str, Any]], extra_sets: Sequence[str], part: str) -> str:
     esc = html.escape
-    cols = table_columns(rows, extra_sets, part)
-    best = _best_per_column(rows, cols)
+    cols, cells = _table(rows, extra_sets, part)
     head = "".join(f"<th>{esc(h)}</th>" for _, h, _ in cols)
     body = []
-    for i, r in enumerate(rows):
-        cells = "".join(
-            f'<td class="best">{esc(_cell(r, k, f))}</td>'
-            if best.get(k) == i
-            else f"<td>{esc(_cell(r, k, f))}</td>"
-            for k, _, f in cols
+    for r, row in zip(rows, cells, strict=True):
+        tds = "".join(
+            f'<td class="best">{esc(t)}</td>' if b else f"<td>{esc(t)}</td>" for t, b in row
         )
         front = ' class="front"' if str(r.get("pareto", "")) in ("1", "True") else ""
-        body.append(f"<tr{front}>{cells}</tr>")
+        body.append(f"<tr{front}>{tds}</tr>")
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
