@@ -32,7 +32,7 @@ from platelab.engine.checkpoint import (
     seed_everything,
 )
 from platelab.engine.trainer import Trainer, resolve_device
-from platelab.errors import PlatelabError
+from platelab.errors import PlatelabError, reason
 from platelab.geometry import PAD_VALUE, Letterbox, parse_size, resized_size
 
 if TYPE_CHECKING:
@@ -262,8 +262,7 @@ def load_model_from_checkpoint(
     try:
         model.load_state_dict(weights)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0][:200]
-        raise PlatelabError(f"checkpoint {file} does not fit model '{name}': {first}") from None
+        raise PlatelabError(f"checkpoint {file} does not fit model '{name}': {reason(e)}") from None
     info = {k: meta.get(k) for k in ("model", "model_kwargs", "input_size", "mean", "std")}
     info["input_size"] = tuple(info["input_size"]) if info["input_size"] else None
     info.update(epoch=state.get("epoch"), metrics=state.get("metrics", {}), path=file)

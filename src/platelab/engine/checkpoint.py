@@ -33,7 +33,7 @@ import torch
 
 from platelab import __version__
 from platelab.atomic import atomic_open
-from platelab.errors import PlatelabError
+from platelab.errors import PlatelabError, reason
 
 FORMAT = "platelab"
 FORMAT_VERSION = 1
@@ -88,8 +88,7 @@ def load_checkpoint(path: Path | str) -> dict:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torn zip, pickle errors, refused globals: all "unreadable"
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise PlatelabError(f"cannot read checkpoint {path}: {reason}") from None
+        raise PlatelabError(f"cannot read checkpoint {path}: {reason(e)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise PlatelabError(f"{path} is not a platelab checkpoint")
     return state

@@ -46,7 +46,7 @@ from torch import nn
 from tqdm import tqdm
 
 from platelab.atomic import atomic_open
-from platelab.errors import PlatelabError
+from platelab.errors import PlatelabError, reason
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ def write_csv(rows: Sequence[dict[str, Any]], path: Path | str) -> Path:
             writer.writeheader()
             writer.writerows(rows)
     except OSError as e:
-        raise PlatelabError(f"cannot write {path}: {e.strerror or e}") from None
+        raise PlatelabError(f"cannot write {path}: {reason(e)}") from None
     return path
 
 

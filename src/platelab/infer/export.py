@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from platelab import __version__
 from platelab.atomic import atomic_write_bytes
-from platelab.errors import PlatelabError
+from platelab.errors import PlatelabError, reason
 from platelab.geometry import PAD_VALUE, Letterbox
 
 if TYPE_CHECKING:
@@ -246,7 +246,7 @@ def export_onnx(
     try:
         atomic_write_bytes(out, proto.SerializeToString())
     except OSError as e:
-        raise PlatelabError(f"cannot write {out}: {e.strerror or e}") from None
+        raise PlatelabError(f"cannot write {out}: {reason(e)}") from None
     log.debug("exported %s to %s (%.1f MB)", meta["model"], out, out.stat().st_size / 1e6)
     return out
 
@@ -255,7 +255,7 @@ def _check_writable(out: Path) -> None:
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise PlatelabError(f"cannot write {out}: {e.strerror or e}") from None
+        raise PlatelabError(f"cannot write {out}: {reason(e)}") from None
     if out.is_dir() or not os.access(out.parent, os.W_OK):
         raise PlatelabError(f"cannot write {out}: not a writable file path")
 
@@ -273,7 +273,7 @@ def read_metadata(path: Path | str) -> dict[str, str]:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf DecodeError and friends: "not an ONNX model"
-        raise PlatelabError(f"cannot read ONNX model {path}: {_first_line(e)}") from None
+        raise PlatelabError(f"cannot read ONNX model {path}: {reason(e)}") from None
     return {p.key: p.value for p in proto.metadata_props}
 
 
@@ -307,11 +307,7 @@ def onnx_session(path: Path | str, threads: int | None = None) -> onnxruntime.In
             str(path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
     except Exception as e:  # InvalidProtobuf, Fail, ...: all mean "not a usable model"
-        raise PlatelabError(f"cannot load ONNX model {path}: {_first_line(e)}") from None
-
-
-def _first_line(e: BaseException) -> str:
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise PlatelabError(f"cannot load ONNX model {path}: {reason(e)}") from None
 
 
 def letterbox_canvases(
@@ -336,7 +332,7 @@ def letterbox_canvases(
             try:
                 img = read_image(Path(item))
             except (OSError, ValueError) as e:
-                raise PlatelabError(f"cannot read parity image {item}: {_first_line(e)}") from None
+                raise PlatelabError(f"cannot read parity image {item}: {reason(e)}") from None
         if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
             raise PlatelabError(
                 f"parity images must be HxWx3 uint8 RGB, got {img.shape} {img.dtype}"
@@ -440,7 +436,7 @@ def export_checkpoint(
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as e:
-        raise PlatelabError(f"onnx.checker rejects {path}: {_first_line(e)}") from None
+        raise PlatelabError(f"onnx.checker rejects {path}: {reason(e)}") from None
 
     diffs = parity(
         model, onnx_session(path, threads), canvases, letterboxes, input_dtype=input_dtype

@@ -38,8 +38,8 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from platelab.data.imageio import IMAGE_EXTS, read_image
-from platelab.errors import PlatelabError
-from platelab.infer.predictor import Prediction, Predictor, error_reason
+from platelab.errors import PlatelabError, reason
+from platelab.infer.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class _Results:
             out.mkdir(parents=True, exist_ok=True)
             self.file: IO[str] = open(out / PREDICTIONS, "w", encoding="utf-8")  # noqa: SIM115
         except OSError as e:
-            raise PlatelabError(f"cannot write to {out}: {error_reason(e)}") from None
+            raise PlatelabError(f"cannot write to {out}: {reason(e)}") from None
 
     def add(self, source: str, frame: int | None, pred: Prediction) -> None:
         plate = pred.score >= self.conf
@@ -141,12 +141,12 @@ class _Results:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data.tobytes())
         except OSError as e:
-            raise PlatelabError(f"cannot write {path}: {error_reason(e)}") from None
+            raise PlatelabError(f"cannot write {path}: {reason(e)}") from None
 
     def skip(self, path: Path, rel: str, e: BaseException) -> None:
-        reason = error_reason(e)
-        log.warning("skipped %s: %s", path, reason)
-        self.skipped.append({"path": rel, "reason": reason})
+        why = reason(e)
+        log.warning("skipped %s: %s", path, why)
+        self.skipped.append({"path": rel, "reason": why})
 
 
 def _predict_images(
@@ -292,7 +292,7 @@ def run_predict(
         try:
             read_image(source)
         except (OSError, ValueError) as e:
-            raise PlatelabError(f"cannot read image {source}: {error_reason(e)}") from None
+            raise PlatelabError(f"cannot read image {source}: {reason(e)}") from None
     predictor = (
         model
         if isinstance(model, Predictor)

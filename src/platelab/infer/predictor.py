@@ -33,7 +33,7 @@ from PIL import Image
 from torch import nn
 
 from platelab.data.imageio import read_image
-from platelab.errors import PlatelabError
+from platelab.errors import PlatelabError, reason
 from platelab.geometry import PAD_VALUE, Letterbox, clip_boxes, parse_size
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def to_rgb(image: ImageInput) -> np.ndarray:
         try:
             return read_image(Path(image))
         except (OSError, ValueError) as e:
-            raise PlatelabError(f"cannot read image {image}: {error_reason(e)}") from None
+            raise PlatelabError(f"cannot read image {image}: {reason(e)}") from None
     if isinstance(image, Image.Image):
         return np.asarray(image.convert("RGB"))
     if not isinstance(image, np.ndarray):
@@ -105,13 +105,6 @@ def to_rgb(image: ImageInput) -> np.ndarray:
         gray = image.reshape(image.shape[:2])
         return np.repeat(gray[:, :, None], 3, axis=2)
     return np.ascontiguousarray(image[:, :, :3])
-
-
-def error_reason(e: BaseException) -> str:
-    """A one-line reason for an I/O or decode failure (``No such file or directory``, ...)."""
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def _pick_backend(model: Path | str | nn.Module, backend: str) -> str:

@@ -26,7 +26,7 @@ import torch
 import torchvision.models as tvm
 from torch import Tensor, nn
 
-from platelab.errors import PlatelabError
+from platelab.errors import PlatelabError, reason
 from platelab.models.heads import Localizer
 from platelab.models.registry import register_model
 
@@ -100,8 +100,7 @@ def load_state_file(path: PathLike) -> dict[str, Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle, zip and format errors alike: the file is unusable
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise PlatelabError(f"cannot read weights {path}: {reason}") from None
+        raise PlatelabError(f"cannot read weights {path}: {reason(e)}") from None
     for key in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -162,10 +161,9 @@ def _hub_state(arch: str, weights_enum: Any) -> dict[str, Tensor]:
     try:
         return w.get_state_dict(progress=False, check_hash=True, weights_only=True)
     except Exception as e:  # no network, a proxy, a bad hash, a truncated file
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise PlatelabError(
             f"pretrained weights for {arch} are not in the torch hub cache ({cached}) and could "
-            f"not be downloaded ({reason}); fetch {w.url} elsewhere and pass weights=PATH"
+            f"not be downloaded ({reason(e)}); fetch {w.url} elsewhere and pass weights=PATH"
         ) from None
 
 
@@ -291,10 +289,9 @@ def timm_model(
     except Exception as e:  # hub and network errors from huggingface_hub, requests, urllib
         if not pretrained:
             raise
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise PlatelabError(
             f"pretrained weights for timm/{name} are not cached and could not be downloaded "
-            f"({reason}); pass weights=PATH"
+            f"({reason(e)}); pass weights=PATH"
         ) from None
     cfg = getattr(body, "pretrained_cfg", None) or {}
     return make_localizer(
