@@ -24,7 +24,11 @@ CASCADE = "haarcascade_russian_plate_number.xml"
 
 
 def largest_detection(cascade: cv2.CascadeClassifier, path: Path) -> np.ndarray:
-    gray = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY)
+    image = cv2.imread(str(path))
+    if image is None:  # unreadable: no detection, reported, the rest goes on
+        print(f"skipped unreadable {path}")
+        return np.zeros(4)
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
     found = cascade.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=3)
     if len(found) == 0:
         return np.zeros(4)  # no detection: an empty box, IoU 0

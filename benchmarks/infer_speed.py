@@ -20,23 +20,13 @@ from pathlib import Path
 
 import torch
 
+from platelab.eval.report import cpu_name
 from platelab.eval.speed import BenchConfig, bench, write_csv
 from platelab.geometry import parse_size
 from platelab.models import list_models
 
 MOBILE = ("dwsep_", "mobilenet_v3_", "efficientnet_b0")  # the 3x goal applies to these
 GOAL = 3.0
-
-
-def cpu_name() -> str:
-    """The CPU's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine() -> dict:
@@ -95,7 +85,6 @@ def main() -> None:
     p.add_argument("--models", default="", help="comma-separated (default: all registered)")
     p.add_argument("--size", default="640x480")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--batch", type=int, default=1, help="throughput batch (latency is batch 1)")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--iters", type=int, default=50, help="timed runs per measurement, at most")
     p.add_argument("--max-time", type=float, default=6.0, help="seconds per measurement, at most")
@@ -104,7 +93,7 @@ def main() -> None:
     names = [m for m in args.models.split(",") if m] or list_models()
     cfg = BenchConfig(
         size=parse_size(args.size),
-        batch=args.batch,
+        batch=1,  # the table is batch-1 latency; bench reuses those runs for throughput
         threads=args.threads,
         runtimes=("torch", "onnx"),
         warmup=args.warmup,

@@ -27,7 +27,9 @@ import torch
 from platelab.config import load_config
 from platelab.data.prepare import PrepareConfig, prepare
 from platelab.data.synth import generate, render_scene
+from platelab.demo import prepare_real
 from platelab.eval.evaluate import evaluate_checkpoint
+from platelab.geometry import parse_size
 from platelab.train import train
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -58,14 +60,6 @@ def train_run(args, dataset: Path, run: Path, epochs: int) -> Path:
     return train(load_config(None, overrides))
 
 
-def evaluate_real(run: Path, name: str, source: dict, size: tuple[int, int], out: Path) -> dict:
-    """Prepare one real set at the canvas, then ``platelab eval`` it (photo pixels, gallery)."""
-    dataset = out / f"real_{name}"
-    prepare(PrepareConfig(out=dataset, size=size, split=(0, 0, 1), progress=False, **source))
-    report = evaluate_checkpoint(run, dataset, "test", out / f"eval_{name}", batch_size=8)
-    return report.metrics
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/transfer"))
@@ -82,7 +76,7 @@ def main() -> None:
     args = p.parse_args()
     if not args.real.is_dir():
         raise SystemExit(f"real samples not found at {args.real}")
-    w, h = (int(v) for v in args.size.split("x"))
+    w, h = parse_size(args.size)
     cores = os.cpu_count() or 1
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -132,13 +126,13 @@ def main() -> None:
         "scenes_per_s_per_core": round(speed, 1),
         "real": {},
     }
-    sources = {
-        "kaggle_voc": {"voc": [args.real / "kaggle_voc"]},
-        "ccpd_base": {"ccpd": [args.real / "ccpd_base"]},
-    }
+    # The demo's real sets, prepared at the same canvas, evaluated whole by platelab eval.
+    real_sets = prepare_real(args.real, args.out / "real", (w, h), cores)
     print(f"{'real set':<12}{'images':>8}{'acc_iou50':>11}{'acc_iou70':>11}{'mean_iou':>10}")
-    for name, source in sources.items():
-        m = evaluate_real(run, name, source, (w, h), args.out)
+    for name, dataset in real_sets.items():
+        m = evaluate_checkpoint(
+            run, dataset, "all", args.out / f"eval_{name}", batch_size=8
+        ).metrics
         results["real"][name] = {
             k: round(float(m[k]), 3) for k in ("images", "acc_iou50", "acc_iou70", "mean_iou", "f1")
         }

@@ -151,11 +151,13 @@ def train(cfg: TrainConfig, resume: Path | str | None = None) -> Path:
             it); ``cfg`` is then usually ``load_run_config(RUN, overrides)``.
 
     Returns:
-        The run folder. A Ctrl-C returns it too, after the last finished epoch was saved.
+        The run folder.
 
     Raises:
         PlatelabError: a missing dataset, an unknown model, a run folder that already
             holds a run, a resume checkpoint of another model, a non-finite loss, ...
+        KeyboardInterrupt: Ctrl-C, re-raised once the trainer has logged how to resume;
+            ``last.pth`` holds the last finished epoch (the interrupted one is lost).
     """
     from platelab.config import dump_config
     from platelab.data.manifest import dataset_canvas
@@ -178,6 +180,7 @@ def train(cfg: TrainConfig, resume: Path | str | None = None) -> Path:
     loss_fn = LocalizationLoss(**cfg.loss)
     _check_monitor(cfg.monitor, loss_fn)
 
+    interrupted = False
     joined = dist.init_distributed(resolve_device(cfg.device).type)
     try:
         if state is None:
@@ -204,6 +207,7 @@ def train(cfg: TrainConfig, resume: Path | str | None = None) -> Path:
             trainer.restore(state)
             del state
         result = trainer.fit()
+        interrupted = result.interrupted
         if dist.is_primary() and result.best_epoch is not None:
             log.info(
                 "run %s: best %s %.4f at epoch %d",
@@ -217,6 +221,8 @@ def train(cfg: TrainConfig, resume: Path | str | None = None) -> Path:
     finally:
         if joined:
             dist.cleanup()
+    if interrupted:  # the caller (CLI: exit 130; compare: stop) must not take it as finished
+        raise KeyboardInterrupt
     return run_dir
 
 

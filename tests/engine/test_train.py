@@ -139,6 +139,29 @@ def test_train_learns_resumes_and_reloads(dataset, tmp_path):
         train(load_run_config(run, ["epochs=9", "model=resnet18"]), resume=run)
 
 
+def test_ctrl_c_keeps_the_finished_epochs_and_propagates(dataset, tmp_path, monkeypatch, capsys):
+    from platelab.cli import main
+    from platelab.engine.trainer import Trainer
+
+    one_epoch = Trainer.train_one_epoch
+
+    def interrupted_in_epoch_2(self, epoch, tb=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return one_epoch(self, epoch, tb)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", interrupted_in_epoch_2)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):  # a caller such as compare must not go on
+        train(_cfg(dataset, run, "epochs=3"))
+    assert _column(run, "epoch") == [1.0]
+    assert load_model_from_checkpoint(run / "last.pth")[1]["epoch"] == 1
+    keys = [f"data={dataset}", f"out={tmp_path / 'cli'}", "model=dwsep_tiny", "epochs=3",
+            "workers=0", "tensorboard=false"]  # fmt: skip
+    assert main(["train", *keys]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
 def test_clear_errors_before_training(dataset, tmp_path):
     with pytest.raises(
         PlatelabError, match="monitor 'mean_iuo' is not a metric; did you mean 'mean_iou'"

@@ -149,3 +149,9 @@ def test_cli_bench_prints_a_table_and_writes_csv(tmp_path, capsys):
     assert row["model"] == "dwsep_tiny" and row["threads"] == 1 and row["latency_p50_ms"] > 0
     assert main(["bench", "resnet81"]) == 2
     assert "did you mean: resnet18" in capsys.readouterr().err
+
+
+def test_batch_1_throughput_is_the_latency_runs_not_a_second_timing():
+    cfg = BenchConfig(**{**QUICK, "batch": 1}, threads=1)
+    row = bench_one("dwsep_tiny", "torch", cfg)
+    assert row["throughput_img_s"] == pytest.approx(row["fps"], rel=1e-9)  # same runs

@@ -262,7 +262,12 @@ def bench_one(target: str | Path, runtime: str, cfg: BenchConfig) -> dict[str, A
             else:
                 make = _onnx_runner(model, (w, h), threads, Path(tmp))
             lat = time_runs(make(one), cfg.warmup, cfg.iters, cfg.max_time_s)
-            thr = time_runs(make(many), min(cfg.warmup, 1), cfg.iters, cfg.max_time_s)
+            # batch 1 throughput is the latency runs again: do not time them twice
+            thr = (
+                lat
+                if cfg.batch == 1
+                else time_runs(make(many), min(cfg.warmup, 1), cfg.iters, cfg.max_time_s)
+            )
     finally:
         torch.set_num_threads(before)
     p50 = percentile(lat, 50) * 1e3
