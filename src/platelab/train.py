@@ -191,14 +191,7 @@ def train(cfg: TrainConfig, resume: Path | str | None = None) -> Path:
         else:  # the checkpoint's architecture; its weights replace any starting weights
             model = create_model(cfg.model, **state["meta"].get("model_kwargs", {}))
         train_loader, val_loader = _loaders(cfg, canvas, size)
-        meta = {
-            "model": model.name,
-            "model_kwargs": dict(model.config),
-            "input_size": [int(size[0]), int(size[1])],
-            "mean": model.mean.flatten().tolist(),
-            "std": model.std.flatten().tolist(),
-            "dataset": str(cfg.data),
-        }
+        meta = checkpoint_meta(model, size, cfg.data)
         if dist.is_primary():
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(run_dir / "hparams.yaml", dump_config(cfg).encode("utf-8"))
@@ -224,6 +217,24 @@ def train(cfg: TrainConfig, resume: Path | str | None = None) -> Path:
     if interrupted:  # the caller (CLI: exit 130; compare: stop) must not take it as finished
         raise KeyboardInterrupt
     return run_dir
+
+
+def checkpoint_meta(
+    model: nn.Module, input_size: tuple[int, int], dataset: Path | str | None = None
+) -> dict:
+    """The ``meta`` a checkpoint carries so that :func:`load_model_from_checkpoint` (and
+    eval, predict, export) can rebuild ``model`` from the file alone: its registry name and
+    arguments, the canvas ``(W, H)`` it was trained on, its normalisation, its dataset."""
+    meta = {
+        "model": model.name,
+        "model_kwargs": dict(model.config),
+        "input_size": [int(input_size[0]), int(input_size[1])],
+        "mean": model.mean.flatten().tolist(),
+        "std": model.std.flatten().tolist(),
+    }
+    if dataset is not None:
+        meta["dataset"] = str(dataset)
+    return meta
 
 
 def load_model_from_checkpoint(

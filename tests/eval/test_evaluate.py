@@ -32,11 +32,11 @@ from torch import nn
 
 import platelab.eval.evaluate as ev
 from platelab.data.manifest import ManifestImage, write_manifest
-from platelab.engine.checkpoint import checkpoint_header, save_checkpoint
 from platelab.errors import PlatelabError
 from platelab.eval.gallery import select_worst
 from platelab.geometry import Letterbox
 from platelab.models import create_model
+from tests.infer import save_checkpoint_of
 
 W, H = 96, 64
 # k: (photo w, h), source, subset, plates in original pixels
@@ -299,16 +299,8 @@ def test_real_checkpoint_file_and_run_folder(dataset, tmp_path):
         last.weight.zero_()
         last.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 0.0, 2.0]))
         model.head.heatmap.weight.zero_()
-    meta = {
-        "model": "dwsep_tiny",
-        "model_kwargs": dict(model.config),
-        "input_size": [W, H],
-        "mean": model.mean.flatten().tolist(),
-        "std": model.std.flatten().tolist(),
-    }
     run = tmp_path / "run"
-    state = checkpoint_header(epoch=1, model=model.state_dict(), meta=meta, metrics={})
-    save_checkpoint(run / "last.pth", state)
+    save_checkpoint_of(run / "last.pth", model, (W, H))
 
     report = ev.evaluate_checkpoint(run, dataset, "test", tmp_path / "out")  # a run folder
     assert report.info["model"] == "dwsep_tiny" and report.info["path"] == run / "last.pth"
@@ -332,8 +324,7 @@ def test_real_checkpoint_file_and_run_folder(dataset, tmp_path):
     # Trained at another canvas (size=96x96): batches are letterboxed to it (scale 1,
     # pad_y 16) and the boxes mapped back. Its box [24, 24, 72, 72] is [24, 8, 72, 56] on
     # the dataset canvas; image 1 (pad_x 32): x clips to 0..100, y 8/.32 = 25, 56/.32 = 175.
-    meta["input_size"] = [96, 96]
-    save_checkpoint(tmp_path / "square.pth", {**state, "meta": meta})
+    save_checkpoint_of(tmp_path / "square.pth", model, (96, 96))
     square = ev.evaluate_checkpoint(tmp_path / "square.pth", dataset, "test")
     assert square.info["input_size"] == (96, 96)
     np.testing.assert_allclose(

@@ -10,6 +10,7 @@ from torch import nn
 
 from platelab.engine.checkpoint import checkpoint_header, save_checkpoint
 from platelab.models import create_model
+from platelab.train import checkpoint_meta
 
 SCORE = 0.75  # sigmoid(log 3)
 
@@ -58,6 +59,19 @@ class RedSpot(nn.Module):
         return {"boxes_norm_xyxy": boxes, "logits": torch.where(found, 4.0, -4.0)}
 
 
+def save_checkpoint_of(
+    path: Path, model: nn.Module, canvas: tuple[int, int], epoch: int = 1
+) -> Path:
+    """Write ``model`` as ``platelab train`` would, trained on a ``canvas`` ``(W, H)``."""
+    meta = checkpoint_meta(model, canvas)
+    state = checkpoint_header(
+        epoch=epoch, model=model.state_dict(), ema=None, meta=meta, metrics={}
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, state)
+    return path
+
+
 def save_tiny_checkpoint(path: Path, canvas: tuple[int, int] = (96, 64)) -> nn.Module:
     """Write a ``dwsep_tiny`` checkpoint as ``platelab train`` would (untrained weights).
 
@@ -67,14 +81,5 @@ def save_tiny_checkpoint(path: Path, canvas: tuple[int, int] = (96, 64)) -> nn.M
     model = create_model("dwsep_tiny").eval()
     with torch.no_grad():  # the head starts image-blind (uniform heatmap): make it look
         model.head.heatmap.weight.normal_(std=0.5)
-    meta = {
-        "model": model.name,
-        "model_kwargs": dict(model.config),
-        "input_size": list(canvas),
-        "mean": model.mean.flatten().tolist(),
-        "std": model.std.flatten().tolist(),
-    }
-    state = checkpoint_header(epoch=1, model=model.state_dict(), ema=None, meta=meta, metrics={})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, state)
+    save_checkpoint_of(path, model, canvas)
     return model

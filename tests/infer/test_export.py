@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from platelab import __version__
-from platelab.engine.checkpoint import checkpoint_header, save_checkpoint
 from platelab.errors import PlatelabError
 from platelab.geometry import Letterbox
 from platelab.infer import export as export_module
@@ -26,7 +25,7 @@ from platelab.infer.export import (
     read_metadata,
 )
 from platelab.models import create_model
-from tests.infer import SCORE, FixedBox
+from tests.infer import SCORE, FixedBox, save_checkpoint_of
 
 pytest.importorskip("onnxruntime")
 W, H = 96, 64
@@ -56,19 +55,6 @@ def seeing_model(name: str, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def save_checkpoint_of(path: Path, model: torch.nn.Module, epoch: int = 1) -> Path:
-    """Write ``model`` as ``platelab train`` would, trained on a 96x64 canvas."""
-    meta = {
-        "model": model.name,
-        "model_kwargs": dict(model.config),
-        "input_size": [W, H],
-        "mean": model.mean.flatten().tolist(),
-        "std": model.std.flatten().tolist(),
-    }
-    save_checkpoint(path, checkpoint_header(epoch=epoch, model=model.state_dict(), meta=meta))
-    return path
-
-
 def _reference(model: torch.nn.Module, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """What the ONNX outputs must be: the model's own outputs in canvas pixels and scores."""
     with torch.inference_mode():
@@ -82,7 +68,7 @@ def tiny(tmp_path_factory) -> tuple[torch.nn.Module, Path, object]:
     """A dwsep_tiny checkpoint at 96x64 exported with uint8 input: (model, onnx path, report)."""
     root = tmp_path_factory.mktemp("export")
     model = seeing_model("dwsep_tiny")
-    save_checkpoint_of(root / "tiny.pth", model)
+    save_checkpoint_of(root / "tiny.pth", model, (W, H))
     report = export_checkpoint(root / "tiny.pth", root / "out" / "tiny.onnx", threads=1)
     return model, report.path, report
 
@@ -194,7 +180,7 @@ def test_letterbox_canvases_from_arrays_and_random():
 
 def test_parity_failure_is_one_line_and_keeps_the_file(tiny, tmp_path, monkeypatch):
     model, exported, _ = tiny
-    save_checkpoint_of(tmp_path / "t.pth", model)
+    save_checkpoint_of(tmp_path / "t.pth", model, (W, H))
 
     def reuse(model, out, canvas, **kw):  # the fixture's file: export is what takes time
         Path(out).write_bytes(exported.read_bytes())
@@ -240,7 +226,7 @@ def test_cli_export_checks_parity_on_the_given_photos(tmp_path, capsys):
 
     from platelab.cli import main
 
-    ckpt = save_checkpoint_of(tmp_path / "tiny.pth", seeing_model("dwsep_tiny"))
+    ckpt = save_checkpoint_of(tmp_path / "tiny.pth", seeing_model("dwsep_tiny"), (W, H))
     rng = np.random.default_rng(0)
     (tmp_path / "photos").mkdir()
     for i, (w, h) in enumerate(((120, 80), (50, 90))):  # two shapes: two letterboxes

@@ -41,8 +41,13 @@ def check_dataset(dataset: Path, decode: bool = True, progress: bool = True) -> 
         dataset: a folder written by ``platelab data prepare``.
         decode: fully decode every image (catches truncated files); otherwise only
             check that the files exist.
+
+    Raises:
+        PlatelabError: ``dataset`` is not a folder.
     """
     dataset = Path(dataset)
+    if not dataset.is_dir():  # a user mistake, not a finding in each of the splits
+        raise PlatelabError(f"dataset folder not found: {dataset}")
     report = CheckReport()
     seen_in: dict[str, list[str]] = defaultdict(list)
     for split in SPLITS:
