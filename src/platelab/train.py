@@ -32,7 +32,7 @@ from platelab.engine.checkpoint import (
     seed_everything,
 )
 from platelab.engine.trainer import Trainer, resolve_device
-from platelab.errors import PlatelabError, reason
+from platelab.errors import PlatelabError
 from platelab.geometry import PAD_VALUE, Letterbox, parse_size, resized_size
 
 if TYPE_CHECKING:
@@ -103,7 +103,9 @@ def _prepare_run_dir(run_dir: Path, exist_ok: bool) -> None:
         )
     dist.barrier()  # every rank has looked before the primary deletes
     if dist.is_primary():
-        for f in [run_dir / LAST, run_dir / "metrics.csv", *run_dir.glob(BEST_PATTERN.format("*"))]:
+        old = [run_dir / LAST, run_dir / "metrics.csv", *run_dir.glob(BEST_PATTERN.format("*"))]
+        old += run_dir.glob("events.out.tfevents.*")  # else TensorBoard overlays both runs
+        for f in old:
             f.unlink(missing_ok=True)
 
 
@@ -117,7 +119,7 @@ def _check_monitor(monitor: str, loss_fn: nn.Module) -> None:
         {"boxes_norm_xyxy": box, "logits": torch.zeros(1)},
         {"boxes_norm_xyxy": box, "has_plate": torch.ones(1)},
     )
-    names = {*summarize([], np.zeros((0, 4)), []), "val_fps", "lr", "train_img_per_s"}
+    names = {*summarize([], np.zeros((0, 4)), []), "val_fps", *Trainer.ROW_KEYS}
     names |= {f"{split}_{t}" for t in terms for split in ("train", "val")}
     if monitor not in names:
         hint = closest_key(monitor, sorted(names))
@@ -167,12 +169,8 @@ def train(cfg: TrainConfig, resume: Path | str | None = None) -> Path:
     state = None
     if resume is not None:
         run_dir = Path(resume)
-        state = load_checkpoint(find_checkpoint(run_dir, "last"))
-        held = state.get("meta", {}).get("model")
-        if held != cfg.model:
-            raise PlatelabError(
-                f"checkpoint {run_dir / LAST} holds model '{held}', not '{cfg.model}'"
-            )
+        state, _ = _read_model_checkpoint(find_checkpoint(run_dir, "last"), cfg.model)
+        _check_resume_keys(cfg, state.get("hparams") or {})
         cfg = cfg.model_copy(update={"out": run_dir})
     run_dir = Path(cfg.out)
     canvas = dataset_canvas(Path(cfg.data))  # also: "not a prepared dataset"
@@ -199,9 +197,11 @@ def train(cfg: TrainConfig, resume: Path | str | None = None) -> Path:
         if state is not None:
             trainer.restore(state)
             del state
-        result = trainer.fit()
-        interrupted = result.interrupted
-        if dist.is_primary() and result.best_epoch is not None:
+        try:
+            result = trainer.fit()
+        except KeyboardInterrupt:  # raised again below, once DDP and the loaders are gone
+            interrupted, result = True, None
+        if result is not None and dist.is_primary() and result.best_epoch is not None:
             log.info(
                 "run %s: best %s %.4f at epoch %d",
                 run_dir,
@@ -217,6 +217,33 @@ def train(cfg: TrainConfig, resume: Path | str | None = None) -> Path:
     if interrupted:  # the caller (CLI: exit 130; compare: stop) must not take it as finished
         raise KeyboardInterrupt
     return run_dir
+
+
+def _read_model_checkpoint(file: Path, expect_model: str | None) -> tuple[dict, dict]:
+    """``(state, meta)`` of a platelab model checkpoint, refusing one of another model."""
+    state = load_checkpoint(file)
+    meta = state.get("meta") or {}
+    name = meta.get("model")
+    if not name or "model" not in state:
+        raise PlatelabError(f"{file} holds no platelab model")
+    if expect_model is not None and name != expect_model:
+        raise PlatelabError(f"checkpoint {file} holds model '{name}', not '{expect_model}'")
+    return state, meta
+
+
+# The optimiser and its schedule come back from the checkpoint on resume, so these keys
+# cannot change there; a new value would be written to hparams.yaml but not used.
+FIXED_ON_RESUME = ("lr", "weight_decay")
+
+
+def _check_resume_keys(cfg: TrainConfig, saved: dict) -> None:
+    changed = [k for k in FIXED_ON_RESUME if k in saved and saved[k] != getattr(cfg, k)]
+    if changed:
+        was = ", ".join(f"{k}={saved[k]}" for k in changed)
+        raise PlatelabError(
+            f"a resumed run keeps its optimiser and schedule ({was}); start a new run "
+            f"(out=...) with weights=RUN/last.pth to change {', '.join(changed)}"
+        )
 
 
 def checkpoint_meta(
@@ -262,24 +289,17 @@ def load_model_from_checkpoint(
             other than ``expect_model``, or weights that do not fit the rebuilt model.
     """
     from platelab.models import create_model
+    from platelab.models.backbones import load_strict
 
     file = find_checkpoint(path, "best")
-    state = load_checkpoint(file)
-    meta = state.get("meta") or {}
-    name = meta.get("model")
-    if not name or "model" not in state:
-        raise PlatelabError(f"{file} holds no platelab model")
-    if expect_model is not None and name != expect_model:
-        raise PlatelabError(f"checkpoint {file} holds model '{name}', not '{expect_model}'")
+    state, meta = _read_model_checkpoint(file, expect_model)
+    name = meta["model"]
     model = create_model(name, **meta.get("model_kwargs", {}))
     weights = state["model"]
     if ema and state.get("ema"):
         prefix = "module."
         weights = {k[len(prefix) :]: v for k, v in state["ema"].items() if k.startswith(prefix)}
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as e:
-        raise PlatelabError(f"checkpoint {file} does not fit model '{name}': {reason(e)}") from None
+    load_strict(model, weights, f"checkpoint {file} of model '{name}'")
     info = {k: meta.get(k) for k in ("model", "model_kwargs", "input_size", "mean", "std")}
     info["input_size"] = tuple(info["input_size"]) if info["input_size"] else None
     info.update(epoch=state.get("epoch"), metrics=state.get("metrics", {}), path=file)

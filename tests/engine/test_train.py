@@ -137,6 +137,16 @@ def test_train_learns_resumes_and_reloads(dataset, tmp_path):
         load_model_from_checkpoint(run, expect_model="mobilenet_v3_small")
     with pytest.raises(PlatelabError, match=r"last\.pth holds model 'dwsep_tiny', not 'resnet18'"):
         train(load_run_config(run, ["epochs=9", "model=resnet18"]), resume=run)
+    # The optimiser state comes back from the checkpoint: a new lr would be recorded, unused.
+    with pytest.raises(PlatelabError, match=r"keeps its optimiser and schedule \(lr=0\.01\)"):
+        train(load_run_config(run, ["epochs=31", "lr=1e-5"]), resume=run)
+    # A checkpoint whose weights do not fit its model says which keys, in one line.
+    state = torch.load(run / "last.pth", weights_only=True)
+    state["model"].pop("head.heatmap.weight")
+    torch.save(state, tmp_path / "torn.pth")
+    with pytest.raises(PlatelabError, match=r"torn\.pth of model 'dwsep_tiny' does not fit: "
+                       r"missing keys head\.heatmap\.weight"):  # fmt: skip
+        load_model_from_checkpoint(tmp_path / "torn.pth", ema=False)
 
 
 def test_ctrl_c_keeps_the_finished_epochs_and_propagates(dataset, tmp_path, monkeypatch, capsys):

@@ -138,7 +138,6 @@ class FitResult:
     last_epoch: int  # the last epoch saved in last.pth (0: none)
     best_epoch: int | None
     best_value: float | None
-    interrupted: bool
 
 
 class Trainer:
@@ -154,6 +153,10 @@ class Trainer:
         evaluate_fn: ``(model, loader, device=, amp_dtype=, loss_fn=) -> dict[str, float]``.
         meta: plain data stored as the checkpoint's ``meta`` (what rebuilds the model).
     """
+
+    # What each metrics.csv row holds besides the evaluation's metrics and the loss terms.
+    ROW_KEYS = ("lr", "train_img_per_s", "train_steady_img_per_s", "params", "model_size_mb")
+    ROW_KEYS += ("epoch_time_s",)
 
     def __init__(
         self,
@@ -197,7 +200,6 @@ class Trainer:
         self.start_epoch, self.step, self.saved_epoch = 1, 0, 0
         self._saver_state: dict | None = None
         self._rng_state: list | None = None
-        self.interrupted = False
 
     def _steps_per_epoch(self) -> int:
         try:
@@ -335,7 +337,11 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------
     def fit(self) -> FitResult:
-        """Train from ``start_epoch`` to ``cfg.epochs``; Ctrl-C stops after saving cleanly."""
+        """Train from ``start_epoch`` to ``cfg.epochs``.
+
+        Ctrl-C: ``last.pth`` keeps the last finished epoch; the interruption is logged
+        with how to resume, then ``KeyboardInterrupt`` propagates to the caller.
+        """
         primary = dist.is_primary()
         saver = csv = tb = None
         if primary:
@@ -371,8 +377,7 @@ class Trainer:
                     self._log_epoch(row, saver, tb)
                 self.saved_epoch = epoch
                 dist.barrier()
-        except KeyboardInterrupt:
-            self.interrupted = True
+        except KeyboardInterrupt:  # logged here, where the epoch is known; the caller decides
             if primary:
                 held = f"holds epoch {self.saved_epoch}" if self.saved_epoch else "was not written"
                 log.warning(
@@ -382,6 +387,7 @@ class Trainer:
                     held,
                     self.run_dir,
                 )
+            raise
         finally:
             if tb is not None:
                 tb.close()
@@ -390,7 +396,6 @@ class Trainer:
             last_epoch=self.saved_epoch,
             best_epoch=saver.best_epoch if saver else None,
             best_value=saver.best_value if saver else None,
-            interrupted=self.interrupted,
         )
 
     def _evaluate(self) -> dict[str, float]:
