@@ -98,6 +98,15 @@ def test_bad_yolo_line_skips_its_image_only(tmp_path, line, reason):
     assert "labels/bad.txt:3: " in skips[0].reason and reason in skips[0].reason
 
 
+def test_short_line_in_a_keypoint_dataset_is_a_skip_not_a_crash(tmp_path):
+    from platelab.data.sources.yolo import parse_label_file
+
+    label = tmp_path / "a.txt"
+    label.write_text("0 0.5 0.5\n")  # pose datasets skip the polygon check: not the box one
+    with pytest.raises(ValueError, match="got 3 fields"):
+        parse_label_file(label, keypoints=True)
+
+
 def test_yolo_corrupt_image_and_undecodable_label(tmp_path):
     write_jpeg(tmp_path / "images" / "ok.jpg", 40, 20)
     (tmp_path / "images" / "corrupt.jpg").write_bytes(b"\xff\xd8not really a jpeg")

@@ -143,6 +143,9 @@ def test_generate_rejects_bad_arguments(tmp_path):
     generate(tmp_path, 1, formats=["yolo"], progress=False)
     with pytest.raises(PlatelabError, match="already holds files"):
         generate(tmp_path, 1, formats=["yolo"], progress=False)
+    with pytest.raises(PlatelabError, match="unknown plate styles"):  # refused before deleting
+        generate(tmp_path, 1, formats="yolo", overwrite=True, config=SceneConfig(styles={"x": 1}))
+    assert len(list((tmp_path / "yolo" / "images").rglob("*.jpg"))) == 1
     summary = generate(tmp_path, 2, formats="yolo", progress=False, overwrite=True)
     assert summary["formats"]["yolo"]["written"] == 2
     assert len(list((tmp_path / "yolo" / "images").rglob("*.jpg"))) == 2

@@ -8,6 +8,7 @@ original photo through :class:`platelab.geometry.Letterbox`.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from platelab.errors import PlatelabError
 from platelab.geometry import Letterbox
 
 SPLITS = ("train", "val", "test")
+REPORT_NAME = "prepare_report.json"  # written by prepare; its "canvas" is the dataset's
 BOX_COLUMNS = ["x_min", "y_min", "x_max", "y_max"]
 CORNER_COLUMNS = [f"{axis}{i}" for i in range(1, 5) for axis in "xy"]
 META_COLUMNS = ["orig_image", "orig_width", "orig_height", "scale", "pad_x", "pad_y"]
@@ -157,9 +159,7 @@ def read_manifest(path: Path) -> list[ManifestImage]:
 
 def dataset_canvas(dataset: Path) -> tuple[int, int]:
     """The canvas ``(width, height)`` recorded in ``DATASET/prepare_report.json``."""
-    import json
-
-    report = Path(dataset) / "prepare_report.json"
+    report = Path(dataset) / REPORT_NAME
     if not report.is_file():
         raise PlatelabError(f"{dataset} is not a prepared dataset (no prepare_report.json)")
     w, h = json.loads(report.read_text())["canvas"]

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from platelab.atomic import atomic_write_bytes
 from platelab.data.imageio import decode_image, encode_jpeg, image_size
-from platelab.data.manifest import SPLITS, ManifestImage, write_manifest
+from platelab.data.manifest import REPORT_NAME, SPLITS, ManifestImage, write_manifest
 from platelab.data.records import ImageRecord, Skip
 from platelab.errors import PlatelabError
 from platelab.geometry import Letterbox, box_area, clip_boxes, resized_size
@@ -35,7 +35,6 @@ from platelab.geometry import Letterbox, box_area, clip_boxes, resized_size
 logger = logging.getLogger(__name__)
 
 CACHE_NAME = ".prepare_cache.json"
-REPORT_NAME = "prepare_report.json"
 
 
 @dataclass
@@ -74,6 +73,7 @@ class _Done:
     out_name: str
     sha1: str
     letterbox: Letterbox
+    key: list  # the source's size, mtime and settings when it was read: the cache key
     dropped: list[str] = field(default_factory=list)
 
 
@@ -128,8 +128,8 @@ def _process(
             atomic_write_bytes(out_dir / name, encode_jpeg(lb.apply(image), quality))
     except (OSError, ValueError) as e:
         return Skip(str(path), f"unreadable image: {e}")
-    if record.size is not None and tuple(record.size) != (w, h):
-        logger.warning(
+    if record.size is not None and tuple(record.size) != (w, h):  # e.g. a header PIL and
+        logger.warning(  # the decoder read differently: the decoded pixels are what is used
             "%s: annotation says %sx%s, image is %sx%s; trusting the image",
             path,
             *record.size,
@@ -145,7 +145,7 @@ def _process(
             continue
         plates.append(replace(plate, box_xyxy=tuple(float(v) for v in box[0])))
     record.plates = plates
-    return _Done(record, name, sha1, lb, dropped)
+    return _Done(record, name, sha1, lb, key, dropped)
 
 
 def to_manifest_image(done: _Done) -> ManifestImage:
@@ -226,7 +226,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         # Keep what was finished even if the run is interrupted: a re-run skips it.
         for d in done:
             cache[d.out_name] = {
-                "key": _source_key(Path(d.record.path), cfg.size, cfg.quality),
+                "key": d.key,  # as read, not re-stat'ed: a file changed since is redone
                 "sha1": d.sha1,
                 "orig_size": [d.letterbox.orig_w, d.letterbox.orig_h],
             }

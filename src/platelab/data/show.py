@@ -96,8 +96,9 @@ def show(
         image = read_image(Path(dataset) / m.image)
         boxes, corners, texts = m.boxes_xyxy, m.corners, m.texts
         if aug is not None:
-            image, boxes, corners = aug(image, boxes, corners)
-            texts = None  # augmentation may drop plates; their texts no longer line up
+            r = aug.transform(image, boxes, corners)
+            image, boxes, corners = r.image, r.boxes_xyxy, r.corners
+            texts = [texts[k] for k in r.kept]  # the texts of the plates that survived
         tile = draw_sample(image, boxes, corners, texts)
         scale = tile_width / tile.shape[1]
         tiles.append(

@@ -32,7 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from platelab.data.imageio import IMAGE_EXTS
-from platelab.data.records import ImageRecord, Plate, Skip
+from platelab.data.records import SPLIT_ALIASES, ImageRecord, Plate, Skip
 from platelab.errors import PlatelabError
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,6 @@ ALPHABETS = list("ABCDEFGHJKLMNPQRSTUVWXYZO")
 ADS = list("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789O")
 NEGATIVE_SUBSET = "ccpd_np"
 SPLIT_DIRS = ("splits", "split")
-SPLIT_ALIASES = {"train": "train", "val": "val", "valid": "val", "test": "test"}
 META_KEYS = ("area", "tilt_h", "tilt_v", "brightness", "blur")
 
 

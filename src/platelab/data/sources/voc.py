@@ -39,6 +39,9 @@ ANNOTATION_DIRS = {"annotations"}
 IMAGE_DIRS = {"jpegimages", "images"}
 # <attributes><attribute><name>NAME</name><value>TEXT</value></attribute></attributes> (CVAT)
 TEXT_ATTRIBUTES = {"text", "plate", "plate_text", "number", "license", "licence"}
+# Image suffixes tried for an XML's stem, in a fixed order: ".jpg" before ".png" whatever
+# the hash seed (a set's order is not), so the same photo is chosen on every run.
+_EXT_ORDER = [e for x in sorted(IMAGE_EXTS) for e in (x, x.upper())]
 
 
 def _image_dirs(xml: Path) -> list[Path]:
@@ -64,7 +67,7 @@ def _find_image(xml: Path, tree: ET.Element) -> Path | None:
             return path
     for stem in dict.fromkeys([Path(n).stem for n in names] + [xml.stem]):
         for d in dirs:
-            for ext in IMAGE_EXTS | {e.upper() for e in IMAGE_EXTS}:
+            for ext in _EXT_ORDER:
                 if (d / f"{stem}{ext}").is_file():
                     return d / f"{stem}{ext}"
     return None

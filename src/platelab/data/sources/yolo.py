@@ -134,7 +134,7 @@ def parse_label_file(path: Path, keypoints: bool = False) -> list[tuple[int, np.
             continue
         where = f"{path}:{line_no}"
         n = len(fields)
-        if n != 5 and not keypoints and (n < 7 or n % 2 == 0):
+        if n < 5 or (n != 5 and not keypoints and (n < 7 or n % 2 == 0)):
             raise ValueError(
                 f"{where}: expected 'cls cx cy w h' or a polygon 'cls x1 y1 x2 y2 x3 y3 ...',"
                 f" got {n} fields"

@@ -140,15 +140,15 @@ def generate(
             output folder without ``overwrite``, or a missing font.
     """
     out = Path(out)
-    fmts = _check(out, count, seed, formats, workers, overwrite)
     cfg = config or SceneConfig()
     unknown = sorted(set(cfg.styles) - set(STYLE_WEIGHTS))
-    if unknown or not cfg.styles:
+    if unknown or not cfg.styles:  # every argument is checked before _check deletes anything
         raise PlatelabError(
             f"unknown plate styles {unknown}; choose from {', '.join(STYLE_WEIGHTS)}"
         )
     if min(split_fractions) < 0 or sum(split_fractions) > 1:
         raise PlatelabError(f"split fractions must be >= 0 and sum to <= 1, got {split_fractions}")
+    fmts = _check(out, count, seed, formats, workers, overwrite)
     job = partial(
         _one, out=out, seed=seed, formats=fmts, config=cfg, split_fractions=tuple(split_fractions)
     )

@@ -27,14 +27,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from platelab.data.sources.ccpd import format_ccpd_name, text_to_indices
+from platelab.data.manifest import SPLITS
+from platelab.data.sources.ccpd import NEGATIVE_SUBSET, format_ccpd_name, text_to_indices
 from platelab.data.synth.scenes import Scene, ScenePlate
 from platelab.geometry import xyxy_to_cxcywh_norm
 
 FORMATS = ("ccpd", "yolo", "voc")
 CCPD_SUBSET = "ccpd_synth"
-CCPD_NEGATIVES = "ccpd_np"
-SPLITS = ("train", "val", "test")
+CCPD_NEGATIVES = NEGATIVE_SUBSET  # the folder the CCPD reader takes for negatives
 
 
 def ccpd_encodable(text: str) -> bool:
