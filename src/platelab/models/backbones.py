@@ -17,6 +17,7 @@ Weights, in order of preference for the user:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -213,58 +214,10 @@ def torchvision_model(
     return make_localizer(arch, backbone, weights=weights, head_width=head_width)
 
 
-@register_model("resnet18")
-def resnet18(*, pretrained: bool = False, weights: PathLike | None = None, head_width: int = 128):
-    """ResNet-18 (11.2 M backbone params), stride 32, 512 channels."""
-    return torchvision_model(
-        "resnet18", pretrained=pretrained, weights=weights, head_width=head_width
-    )
-
-
-@register_model("resnet34")
-def resnet34(*, pretrained: bool = False, weights: PathLike | None = None, head_width: int = 128):
-    """ResNet-34, stride 32, 512 channels."""
-    return torchvision_model(
-        "resnet34", pretrained=pretrained, weights=weights, head_width=head_width
-    )
-
-
-@register_model("resnet50")
-def resnet50(*, pretrained: bool = False, weights: PathLike | None = None, head_width: int = 128):
-    """ResNet-50, stride 32, 2048 channels."""
-    return torchvision_model(
-        "resnet50", pretrained=pretrained, weights=weights, head_width=head_width
-    )
-
-
-@register_model("mobilenet_v3_small")
-def mobilenet_v3_small(
-    *, pretrained: bool = False, weights: PathLike | None = None, head_width: int = 128
-):
-    """MobileNetV3-Small features, stride 32, 576 channels."""
-    return torchvision_model(
-        "mobilenet_v3_small", pretrained=pretrained, weights=weights, head_width=head_width
-    )
-
-
-@register_model("mobilenet_v3_large")
-def mobilenet_v3_large(
-    *, pretrained: bool = False, weights: PathLike | None = None, head_width: int = 128
-):
-    """MobileNetV3-Large features, stride 32, 960 channels."""
-    return torchvision_model(
-        "mobilenet_v3_large", pretrained=pretrained, weights=weights, head_width=head_width
-    )
-
-
-@register_model("efficientnet_b0")
-def efficientnet_b0(
-    *, pretrained: bool = False, weights: PathLike | None = None, head_width: int = 128
-):
-    """EfficientNet-B0 features, stride 32, 1280 channels (SE + SiLU: slow on CPU)."""
-    return torchvision_model(
-        "efficientnet_b0", pretrained=pretrained, weights=weights, head_width=head_width
-    )
+# The registry entries: torchvision_model with its arch bound; the keyword arguments
+# (pretrained, weights, head_width) are what create_model checks and passes on.
+for _arch in _TORCHVISION:
+    register_model(_arch)(functools.partial(torchvision_model, _arch))
 
 
 def timm_model(

@@ -14,6 +14,7 @@ Variants differ in width and depth (GFLOPs at 640x480 with the shared head, as
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -91,10 +92,11 @@ def _dwsep(
     name: str,
     stages: Stages,
     stem_channels: int,
-    width_mult: float,
-    pretrained: bool,
-    weights: str | Path | None,
-    head_width: int,
+    *,
+    width_mult: float = 1.0,
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    head_width: int = 128,
 ) -> Localizer:
     if pretrained:
         raise PlatelabError(
@@ -106,37 +108,12 @@ def _dwsep(
     )
 
 
-@register_model("dwsep_tiny")
-def dwsep_tiny(
-    *,
-    width_mult: float = 1.0,
-    pretrained: bool = False,
-    weights: str | Path | None = None,
-    head_width: int = 64,
-) -> Localizer:
-    """The smallest: 7 blocks, 192 channels out."""
-    return _dwsep("dwsep_tiny", _TINY, 16, width_mult, pretrained, weights, head_width)
-
-
-@register_model("dwsep_small")
-def dwsep_small(
-    *,
-    width_mult: float = 1.0,
-    pretrained: bool = False,
-    weights: str | Path | None = None,
-    head_width: int = 128,
-) -> Localizer:
-    """10 blocks, 384 channels out."""
-    return _dwsep("dwsep_small", _SMALL, 24, width_mult, pretrained, weights, head_width)
-
-
-@register_model("dwsep_base")
-def dwsep_base(
-    *,
-    width_mult: float = 1.0,
-    pretrained: bool = False,
-    weights: str | Path | None = None,
-    head_width: int = 128,
-) -> Localizer:
-    """10 blocks, 512 channels out (MobileNet-v1's widths, shallower)."""
-    return _dwsep("dwsep_base", _BASE, 32, width_mult, pretrained, weights, head_width)
+# name: (stages, stem channels, head width). tiny: 7 blocks, 192 channels out; small: 10
+# blocks, 384; base: 10 blocks, 512 (MobileNet-v1's widths, shallower).
+_FAMILY = {
+    "dwsep_tiny": (_TINY, 16, 64),
+    "dwsep_small": (_SMALL, 24, 128),
+    "dwsep_base": (_BASE, 32, 128),
+}
+for _name, (_stages, _stem, _head) in _FAMILY.items():
+    register_model(_name)(functools.partial(_dwsep, _name, _stages, _stem, head_width=_head))
