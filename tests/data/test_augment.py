@@ -16,6 +16,13 @@ NO_PHOTO = dict(colour_p=0.0, blur_p=0.0, noise_p=0.0, jpeg_p=0.0)
 STRONG_GEOMETRY = AugmentConfig(flip_p=0.5, affine_p=1.0, perspective_p=1.0, **NO_PHOTO)
 
 
+def affine_only(**kw) -> AugmentConfig:
+    """Only the affine transform, with nothing of it on but what ``kw`` turns on."""
+    off = dict(flip_p=0.0, affine_p=1.0, scale=0.0, translate=0.0, rotate_deg=0.0)
+    off |= dict(shear_deg=0.0, perspective_p=0.0)
+    return AugmentConfig(**{**off, **NO_PHOTO, **kw})
+
+
 def quad_of(box) -> np.ndarray:
     x0, y0, x1, y1 = box
     return np.array([[[x0, y0], [x1, y0], [x1, y1], [x0, y1]]], np.float32)
@@ -97,18 +104,7 @@ def test_corners_stay_clockwise_from_top_left_through_flip_and_warp(seed):
 def test_plate_that_cannot_stay_visible_falls_back_to_an_unwarped_positive():
     # A plate filling the whole canvas loses area to any rotation; min_visible=1 drops it,
     # so every geometric draw fails and the photometric-only fallback keeps the plate.
-    cfg = AugmentConfig(
-        flip_p=0.0,
-        affine_p=1.0,
-        scale=0.0,
-        translate=0.0,
-        rotate_deg=10,
-        shear_deg=0.0,
-        perspective_p=0.0,
-        min_visible=1.0,
-        retries=2,
-        **NO_PHOTO,
-    )
+    cfg = affine_only(rotate_deg=10, min_visible=1.0, retries=2)
     aug = build_augment(cfg, W, H, seed=1)
     full = (0.0, 0.0, float(W), float(H))
     image = red_plate_scene()
@@ -122,17 +118,7 @@ def test_plate_that_cannot_stay_visible_falls_back_to_an_unwarped_positive():
 @pytest.mark.parametrize("seed", range(4))
 def test_partly_pushed_off_plates_are_dropped_by_visible_fraction(seed):
     # A plate at the left edge, a strong zoom-in about the centre: it often leaves the canvas.
-    cfg = AugmentConfig(
-        flip_p=0.0,
-        affine_p=1.0,
-        scale=0.9,
-        translate=0.0,
-        rotate_deg=0,
-        shear_deg=0,
-        perspective_p=0.0,
-        min_visible=0.5,
-        **NO_PHOTO,
-    )
+    cfg = affine_only(scale=0.9, min_visible=0.5)
     edge, centre = (0.0, 50.0, 30.0, 70.0), (70.0, 50.0, 90.0, 70.0)
     aug = build_augment(cfg, W, H, seed=seed)
     boxes_in = np.array([edge, centre])

@@ -22,6 +22,7 @@ from platelab.data.stream import (
     collate_batch,
 )
 from platelab.geometry import Letterbox
+from tests.data.test_augment import NO_PHOTO
 
 W, H = 64, 48
 N = 11  # odd, so 2 ranks x 2 workers get uneven shards
@@ -232,15 +233,7 @@ def test_augmented_loader_differs_by_worker_and_epoch(tmp_path):
     ds = make_dataset(tmp_path / "same", n=8, negatives=())
     for p in sorted((ds / "images").glob("*.jpg"))[1:]:
         p.write_bytes((ds / "images/000.jpg").read_bytes())
-    cfg = AugmentConfig(
-        flip_p=0.5,
-        affine_p=1.0,
-        perspective_p=0.0,
-        colour_p=0.0,
-        blur_p=0.0,
-        noise_p=0.0,
-        jpeg_p=0.0,
-    )
+    cfg = AugmentConfig(flip_p=0.5, affine_p=1.0, perspective_p=0.0, **NO_PHOTO)
     loader = build_loader(ds, "train", batch_size=2, workers=2, augment=cfg, shuffle=True, seed=0)
     stream = loader.dataset
 
