@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from platelab import __version__
-from platelab.errors import PlatelabError
+from platelab.errors import PlatelabError, is_disk_full
 
 logger = logging.getLogger("platelab")
 INFERENCE_COMMANDS = ("eval", "bench", "predict", "export")
@@ -489,3 +489,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("platelab: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        # A write that found the disk full is the machine's state, not a bug: one line.
+        # Code that can say what it kept raises DiskFullError (a PlatelabError) instead.
+        if is_disk_full(e):
+            print(f"platelab: error: the disk is full ({e.__class__.__name__})", file=sys.stderr)
+            return 2
+        raise
