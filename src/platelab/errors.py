@@ -4,20 +4,63 @@ The CLI prints a :class:`PlatelabError` as a single line on stderr and exits
 non-zero; anything else is a bug and keeps its traceback.
 """
 
+import re
+
 
 class PlatelabError(Exception):
     """A user-facing error: a wrong path, a malformed file, an unknown name."""
+
+
+# CSI sequences (colours, cursor moves) and the shorter ESC forms some libraries print.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+
+def one_line(text: str) -> str:
+    """``text`` made safe to print as one terminal line.
+
+    ANSI escape codes are removed, line breaks and tabs become spaces, other control
+    characters and undecodable file-name bytes (``surrogateescape`` surrogates) are
+    shown as ``\\xNN`` escapes, so a message never moves the cursor, recolours the
+    terminal or fails to encode.
+    """
+    text = _ANSI.sub("", text)
+    text = " ".join(text.split()) if any(c in text for c in "\r\n\t\v\f") else text
+    return "".join(_printable(c) for c in text)
+
+
+def _printable(c: str) -> str:
+    code = ord(c)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8 (os.fsdecode's surrogateescape)
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x20 or code == 0x7F or 0xD800 <= code <= 0xDFFF:
+        return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    return c
+
+
+def display_path(path: object) -> str:
+    """A path as printable text: undecodable bytes become ``\\xNN`` (see :func:`one_line`)."""
+    return one_line(str(path))
 
 
 def reason(e: BaseException, limit: int = 200) -> str:
     """One line saying why ``e`` happened, for a :class:`PlatelabError` message.
 
     An ``OSError``'s ``strerror`` ("No such file or directory"); otherwise the first
-    line of the message (library errors often run to pages), or the type's name.
+    line of the message (library errors often run to pages), without ANSI codes, or the
+    type's name. A line longer than ``limit`` is cut after its last whole sentence that
+    fits, else after its last whole word (then ending in "...").
     """
     if isinstance(e, OSError) and e.strerror:
         return e.strerror
-    return (str(e).strip().splitlines() or [type(e).__name__])[0][:limit]
+    line = one_line((str(e).strip().splitlines() or [""])[0]).strip() or type(e).__name__
+    if len(line) <= limit:
+        return line
+    head = line[:limit]
+    end = head.rfind(". ")
+    if end > limit // 3:
+        return head[: end + 1]
+    cut = head.rfind(" ")
+    return head[:cut].rstrip(" ,;:") + "..." if cut > limit // 3 else head  # one long word: cut
 
 
 def is_disk_full(e: BaseException) -> bool:

@@ -168,7 +168,7 @@ def test_model_and_backend_errors(tmp_path):
     not_ckpt.write_bytes(b"x")
     with pytest.raises(PlatelabError, match="use backend 'torch'"):
         Predictor(not_ckpt, backend="onnx")
-    with pytest.raises(PlatelabError, match=r"cannot read checkpoint .*model\.pth"):
+    with pytest.raises(PlatelabError, match=r"model\.pth is damaged or not a platelab checkpoint"):
         Predictor(not_ckpt)
     with pytest.raises(PlatelabError, match=r"cannot read ONNX model .*fake\.onnx"):
         (tmp_path / "fake.onnx").write_bytes(b"not protobuf at all \xff\xfe")

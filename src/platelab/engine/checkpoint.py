@@ -21,10 +21,10 @@ engine writes; callers may add more through ``meta``)::
 from __future__ import annotations
 
 import math
-import os
 import random
+import re
 import shutil
-import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import torch
 
 from platelab import __version__
 from platelab.atomic import atomic_open
-from platelab.errors import PlatelabError, reason
+from platelab.errors import DiskFullError, PlatelabError, is_disk_full, reason
 
 FORMAT = "platelab"
 FORMAT_VERSION = 1
@@ -79,19 +79,78 @@ def load_checkpoint(path: Path | str) -> dict:
     """Load a platelab checkpoint onto the CPU with ``weights_only=True``.
 
     Raises:
-        PlatelabError: the file is missing, unreadable, corrupt, or not a platelab
-            checkpoint (one line naming the file).
+        PlatelabError: the file is missing, or damaged or not a platelab checkpoint. The
+            one line says why in a few words and, for a file of a run folder, which
+            other checkpoint of the run still loads (or that none does).
     """
     path = Path(path)
     if not path.is_file():
         raise PlatelabError(f"checkpoint not found: {path}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = _load(path)
     except Exception as e:  # torn zip, pickle errors, refused globals: all "unreadable"
-        raise PlatelabError(f"cannot read checkpoint {path}: {reason(e)}") from None
+        raise PlatelabError(
+            f"{path} is damaged or not a platelab checkpoint ({_why_unreadable(path, e)})"
+            f"{_intact_hint(path)}"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise PlatelabError(f"{path} is not a platelab checkpoint")
+        raise PlatelabError(
+            f"{path} is not a platelab checkpoint (a torch file without platelab's "
+            f"'format' key){_intact_hint(path)}"
+        )
     return state
+
+
+def _load(path: Path) -> Any:
+    with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it all
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _why_unreadable(path: Path, e: Exception) -> str:
+    """A few words for why ``torch.load(path)`` failed; never advice to unpickle."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        return reason(err)
+    if not head:
+        return "the file is empty"
+    if head == b"PK\x03\x04":  # a torch zip archive
+        if "weights only" in str(e).lower():
+            return "it holds pickled Python objects, which platelab never loads"
+        return "a truncated or corrupt torch archive"
+    if head[:1] == b"\x80" and "weights only" in str(e).lower():
+        return "a pickle of Python objects, which platelab never loads"
+    return "not a torch file"
+
+
+def _run_checkpoints(folder: Path) -> list[Path]:
+    """``last.pth`` and the ``best_model_epoch_N.pth`` files of a run, newest epoch first."""
+    best = []
+    for f in folder.glob(BEST_PATTERN.format("*")):
+        m = re.fullmatch(BEST_PATTERN.format(r"(\d+)").replace(".", r"\."), f.name)
+        if m:
+            best.append((int(m.group(1)), f))
+    return [folder / LAST, *(f for _, f in sorted(best, reverse=True))]
+
+
+def _intact_hint(path: Path) -> str:
+    """``"; RUN/best_model_epoch_3.pth loads"`` for a damaged checkpoint of a run folder."""
+    run = _run_checkpoints(path.parent)
+    if path.name not in {f.name for f in run}:
+        return ""  # a file of its own, not a run's: nothing to point to
+    for other in run:
+        if other.name == path.name or not other.is_file():
+            continue
+        try:
+            state = _load(other)
+        except Exception:
+            continue
+        if isinstance(state, dict) and state.get("format") == FORMAT:
+            epoch = state.get("epoch")
+            return f"; {other} loads" + (f" (epoch {epoch})" if epoch is not None else "")
+    return f"; no other checkpoint of {path.parent} loads"
 
 
 def find_checkpoint(run_or_file: Path | str, which: str = "best") -> Path:
@@ -166,9 +225,13 @@ class CheckpointSaver:
     """Writes ``last.pth`` every epoch and keeps the top-k epochs as ``best_model_epoch_{N}.pth``.
 
     Modelled on timm's ``utils/checkpoint_saver.py``: a list of ``(epoch, value)``
-    sorted best first; an epoch that enters it is hard-linked (or copied) from the
-    just-written ``last.pth``; the one pushed out is deleted. Ties keep the earlier epoch.
-    A non-finite monitored value never enters the list.
+    sorted best first; an epoch that enters it is copied (atomically) from the
+    just-written ``last.pth``, as a file of its own: never a hard link, so damage to one
+    file cannot reach its backup. The one pushed out is deleted. Ties keep the earlier
+    epoch. A non-finite monitored value never enters the list.
+
+    A full disk while saving raises :class:`~platelab.errors.DiskFullError` naming the
+    files that are still intact (atomic writes leave the previous ones whole).
 
     Args:
         run_dir: the run folder.
@@ -187,6 +250,7 @@ class CheckpointSaver:
         self.monitor = monitor
         self.mode = mode
         self.best: list[tuple[int, float]] = []
+        self.last_epoch = 0  # the epoch last.pth holds (the trainer sets it on resume)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.run_dir.glob(".*.pth.*.tmp"):  # left by a kill mid-save
             stale.unlink(missing_ok=True)
@@ -236,13 +300,37 @@ class CheckpointSaver:
             ranked = sorted([*ranked, (epoch, value)], key=self._sort_key)
         kept, dropped = ranked[: self.keep_best], ranked[self.keep_best :]
         entered = any(e == epoch for e, _ in kept)
-        self.best = kept
-        save_checkpoint(self.last_path, {**state, "saver": self.state_dict()})
+        previous, self.best = self.best, kept
+        try:
+            save_checkpoint(self.last_path, {**state, "saver": self.state_dict()})
+        except Exception as e:
+            self.best = previous
+            self._raise_if_disk_full(e, self.last_path, epoch)
+            raise
+        self.last_epoch = epoch
         if entered:
-            _link_or_copy(self.last_path, self.best_path(epoch))
+            try:
+                _copy_atomic(self.last_path, self.best_path(epoch))
+            except Exception as e:
+                self.best = [x for x in kept if x[0] != epoch]
+                self._raise_if_disk_full(e, self.best_path(epoch), epoch)
+                raise
         for e, _ in dropped:
             self.best_path(e).unlink(missing_ok=True)
         return entered
+
+    def _raise_if_disk_full(self, e: BaseException, path: Path, epoch: int) -> None:
+        """A full disk becomes one line: what could not be written, and what is intact."""
+        if not is_disk_full(e):
+            return
+        kept = [self.best_path(b).name for b, _ in self.best if self.best_path(b).is_file()]
+        if self.last_epoch and self.last_path.is_file():
+            kept.insert(0, f"{LAST} (epoch {self.last_epoch})")
+        intact = f"intact in {self.run_dir}: {', '.join(kept)}" if kept else "nothing saved yet"
+        hint = f"; free space, then: platelab train --resume {self.run_dir}" if kept else ""
+        raise DiskFullError(
+            f"the disk is full: could not write {path} (epoch {epoch}); {intact}{hint}"
+        ) from None
 
     def state_dict(self) -> dict:
         return {
@@ -269,20 +357,10 @@ class CheckpointSaver:
                 f.unlink()
 
 
-def _link_or_copy(src: Path, dst: Path) -> None:
-    """Make ``dst`` a copy of ``src`` atomically; a hard link when the filesystem allows."""
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    os.unlink(tmp)
-    try:
-        try:
-            os.link(src, tmp)
-        except OSError:
-            shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _copy_atomic(src: Path, dst: Path) -> None:
+    """Make ``dst`` an independent copy of ``src``, atomically and durably."""
+    with atomic_open(dst, "wb", durable=True) as out, open(src, "rb") as f:
+        shutil.copyfileobj(f, out, 1 << 20)
 
 
 def checkpoint_header(**fields: Any) -> dict:

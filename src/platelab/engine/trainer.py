@@ -350,6 +350,7 @@ class Trainer:
             )
             if self._saver_state:
                 saver.load_state_dict(self._saver_state)
+            saver.last_epoch = self.saved_epoch
             csv = MetricsCSV(self.run_dir / "metrics.csv", start_epoch=self.start_epoch)
             tb = open_tensorboard(self.run_dir) if self.cfg.tensorboard else None
         if self._rng_state:  # last, so nothing between here and the first batch draws
