@@ -2,7 +2,9 @@
 
 A backbone maps normalised ``[B, 3, H, W]`` images to one feature map
 ``[B, out_channels, H / stride, W / stride]`` and declares ``out_channels`` and
-``stride`` (timm's ``feature_info``). The torchvision wrappers keep the library's
+``stride``. It also gives the multi-level features a detector's neck reads:
+``forward_features(x)`` returns the maps at strides 8, 16 and 32 and
+``feature_info`` their ``(channels, stride)`` (timm's ``feature_info``). The torchvision wrappers keep the library's
 module names, so their state-dict keys are the full model's minus the classifier:
 a torchvision ``.pth`` loads as it is.
 
@@ -32,6 +34,60 @@ from platelab.models.heads import Localizer
 from platelab.models.registry import register_model
 
 PathLike = str | Path
+LEVELS = (8, 16, 32)  # the strides forward_features returns, finest first
+
+
+def stage_ends(layers: nn.Sequential, strides: tuple[int, ...] = LEVELS) -> list[tuple[int, int]]:
+    """``(index, channels)`` of the last layer of ``layers`` at each output stride.
+
+    Found by one 64x64 forward pass on the layers' own device (``meta`` costs nothing)
+    in eval mode, so BatchNorm statistics are untouched; works for any sequential
+    feature stack (torchvision's MobileNet/EfficientNet ``features``, the dwsep nets).
+    """
+    device = next(layers.parameters()).device
+    was_training = layers.training
+    layers.eval()
+    found: dict[int, tuple[int, int]] = {}
+    x = torch.zeros(1, 3, 64, 64, device=device)
+    with torch.no_grad():
+        for i, layer in enumerate(layers):
+            x = layer(x)
+            stride = 64 // x.shape[-1]
+            if stride in strides:
+                found[stride] = (i, int(x.shape[1]))
+    layers.train(was_training)
+    missing = [s for s in strides if s not in found]
+    if missing:
+        raise ValueError(f"no layer outputs stride {missing}")
+    return [found[s] for s in strides]
+
+
+class SequentialFeatures(nn.Module):
+    """``forward``/``forward_features`` for a backbone that is one ``self.features`` stack.
+
+    Subclasses set ``self.features`` and call :meth:`_init_levels`.
+    """
+
+    features: nn.Sequential
+
+    def _init_levels(self) -> None:
+        ends = stage_ends(self.features)
+        self._ends = [i for i, _ in ends]
+        self.feature_info = [(c, s) for (_, c), s in zip(ends, LEVELS, strict=True)]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.features(x)
+
+    def forward_features(self, x: Tensor) -> list[Tensor]:
+        """The maps at strides 8, 16, 32: ``[B, C_i, H / s_i, W / s_i]``."""
+        out = []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i in self._ends:
+                out.append(x)
+            if i == self._ends[-1]:
+                break
+        return out
 
 
 class ResNetFeatures(nn.Module):
@@ -48,13 +104,27 @@ class ResNetFeatures(nn.Module):
         )  # fmt: skip
         self.out_channels = net.fc.in_features
         self.stride = 32
+        channels = [_last_conv_channels(m) for m in (self.layer2, self.layer3, self.layer4)]
+        self.feature_info = list(zip(channels, LEVELS, strict=True))
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.forward_features(x)[-1]
+
+    def forward_features(self, x: Tensor) -> list[Tensor]:
+        """``layer2``, ``layer3``, ``layer4``: strides 8, 16, 32."""
+        c2 = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
+        c3 = self.layer2(c2)
+        c4 = self.layer3(c3)
+        return [c3, c4, self.layer4(c4)]
 
 
-class ConvFeatures(nn.Module):
+def _last_conv_channels(layer: nn.Sequential) -> int:
+    """Output channels of a ResNet layer: its last block's last conv (conv3 or conv2)."""
+    block = layer[-1]
+    return int((block.conv3 if hasattr(block, "conv3") else block.conv2).out_channels)
+
+
+class ConvFeatures(SequentialFeatures):
     """The ``features`` of a torchvision MobileNetV3 or EfficientNet (classifier dropped)."""
 
     classifier_prefixes = ("classifier.",)
@@ -64,24 +134,27 @@ class ConvFeatures(nn.Module):
         self.features = net.features  # keys "features.*", as in the full model
         self.out_channels = net.features[-1].out_channels
         self.stride = 32
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.features(x)
+        self._init_levels()
 
 
 class TimmBackbone(nn.Module):
-    """A timm model with ``features_only=True, out_indices=(-1,)``: its last feature map."""
+    """A timm model with ``features_only=True``: its last three levels (strides 8-32)."""
 
     classifier_prefixes: tuple[str, ...] = ()
 
     def __init__(self, body: nn.Module) -> None:
         super().__init__()
         self.body = body
-        self.out_channels = int(body.feature_info.channels()[-1])
-        self.stride = int(body.feature_info.reduction()[-1])
+        info = body.feature_info
+        self.out_channels = int(info.channels()[-1])
+        self.stride = int(info.reduction()[-1])
+        self.feature_info = list(zip(info.channels(), info.reduction(), strict=True))[-3:]
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)[-1]
+
+    def forward_features(self, x: Tensor) -> list[Tensor]:
+        return list(self.body(x))[-3:]
 
 
 # -- weight files ----------------------------------------------------------------------------
@@ -138,7 +211,7 @@ def load_strict(module: nn.Module, state: Mapping[str, Tensor], source: str) -> 
     module.load_state_dict(state, strict=True)
 
 
-def load_weights(model: Localizer, path: PathLike) -> None:
+def load_weights(model: nn.Module, path: PathLike) -> None:
     """Load a local weights file into ``model``.
 
     A file whose keys start with ``backbone.`` is a platelab model (or checkpoint) and
@@ -169,18 +242,41 @@ def _hub_state(arch: str, weights_enum: Any) -> dict[str, Tensor]:
 
 
 # -- constructors --------------------------------------------------------------------------
-def make_localizer(
+TASKS = ("localize", "detect")
+
+
+def make_model(
     name: str,
     backbone: nn.Module,
     *,
+    task: str = "localize",
     weights: PathLike | None = None,
     mean: tuple[float, ...] | None = None,
     std: tuple[float, ...] | None = None,
+    head_width: int = 128,
+    neck_width: int = 64,
     **config: Any,
-) -> Localizer:
-    """Wrap ``backbone`` with the shared head; ``config`` is what rebuilds it by name."""
+) -> nn.Module:
+    """Put ``task``'s head on ``backbone``: a :class:`Localizer` or a :class:`Detector`.
+
+    ``config`` (the backbone's own arguments, e.g. ``width_mult``) plus the head's are
+    stored on the model as ``model.config``: ``create_model(name, **model.config)``
+    rebuilds it. A localiser's config is what it always was (``head_width``), so old
+    checkpoints keep loading; a detector's adds ``task`` and ``neck_width``.
+    """
+    from platelab.models.detector import Detector
+
     norm = {k: v for k, v in (("mean", mean), ("std", std)) if v is not None}
-    model = Localizer(backbone, name=name, config=config, head_width=config["head_width"], **norm)
+    if task == "localize":
+        config["head_width"] = head_width
+        model: nn.Module = Localizer(
+            backbone, name=name, config=config, head_width=head_width, **norm
+        )
+    elif task == "detect":
+        config.update(task=task, neck_width=neck_width)
+        model = Detector(backbone, name=name, config=config, neck_width=neck_width, **norm)
+    else:
+        raise PlatelabError(f"unknown task '{task}' for a backbone model; choose from {TASKS}")
     if weights is not None:
         load_weights(model, weights)
     return model
@@ -201,9 +297,11 @@ def torchvision_model(
     *,
     pretrained: bool = False,
     weights: PathLike | None = None,
+    task: str = "localize",
     head_width: int = 128,
-) -> Localizer:
-    """A torchvision backbone ``arch`` (a key of ``_TORCHVISION``) with the shared head."""
+    neck_width: int = 64,
+) -> nn.Module:
+    """A torchvision backbone ``arch`` (a key of ``_TORCHVISION``) with ``task``'s head."""
     if pretrained and weights is not None:
         raise PlatelabError("give pretrained=true or weights=PATH, not both")
     builder, weights_enum = _TORCHVISION[arch]
@@ -211,11 +309,13 @@ def torchvision_model(
     if pretrained:
         net.load_state_dict(_hub_state(arch, weights_enum))
     backbone = ResNetFeatures(net) if isinstance(net, tvm.ResNet) else ConvFeatures(net)
-    return make_localizer(arch, backbone, weights=weights, head_width=head_width)
+    return make_model(
+        arch, backbone, task=task, weights=weights, head_width=head_width, neck_width=neck_width
+    )
 
 
 # The registry entries: torchvision_model with its arch bound; the keyword arguments
-# (pretrained, weights, head_width) are what create_model checks and passes on.
+# (pretrained, weights, task, head_width, neck_width) are what create_model checks and passes on.
 for _arch in _TORCHVISION:
     register_model(_arch)(functools.partial(torchvision_model, _arch))
 
@@ -225,8 +325,10 @@ def timm_model(
     *,
     pretrained: bool = False,
     weights: PathLike | None = None,
+    task: str = "localize",
     head_width: int = 128,
-) -> Localizer:
+    neck_width: int = 64,
+) -> nn.Module:
     """``timm/<name>``: a timm feature extractor with the shared head (timm must be installed).
 
     ``pretrained=True`` uses timm's own weights (its cache, or a download). ``weights=PATH``
@@ -238,7 +340,9 @@ def timm_model(
     if pretrained and weights is not None:
         raise PlatelabError("give pretrained=true or weights=PATH, not both")
     try:
-        body = timm.create_model(name, pretrained=pretrained, features_only=True, out_indices=(-1,))
+        body = timm.create_model(
+            name, pretrained=pretrained, features_only=True, out_indices=(-3, -2, -1)
+        )
     except Exception as e:  # hub and network errors from huggingface_hub, requests, urllib
         if not pretrained:
             raise
@@ -247,11 +351,13 @@ def timm_model(
             f"({reason(e)}); pass weights=PATH"
         ) from None
     cfg = getattr(body, "pretrained_cfg", None) or {}
-    return make_localizer(
+    return make_model(
         f"timm/{name}",
         TimmBackbone(body),
+        task=task,
         weights=weights,
         mean=tuple(cfg.get("mean", ())) or None,
         std=tuple(cfg.get("std", ())) or None,
         head_width=head_width,
+        neck_width=neck_width,
     )

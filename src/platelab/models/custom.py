@@ -18,12 +18,11 @@ import functools
 from collections.abc import Sequence
 from pathlib import Path
 
-from torch import Tensor, nn
+from torch import nn
 from torchvision.ops import Conv2dNormActivation
 
 from platelab.errors import PlatelabError
-from platelab.models.backbones import make_localizer
-from platelab.models.heads import Localizer
+from platelab.models.backbones import SequentialFeatures, make_model
 from platelab.models.registry import register_model
 
 # (out_channels, stride, repeats) per stage at width_mult=1; the first block of a stage
@@ -53,7 +52,7 @@ class DWSepBlock(nn.Sequential):
         )
 
 
-class DWSepNet(nn.Module):
+class DWSepNet(SequentialFeatures):
     """Stem conv 3x3 s2 + BN + ReLU, then :class:`DWSepBlock` stages; output stride 32.
 
     Args:
@@ -83,9 +82,7 @@ class DWSepNet(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.features(x)
+        self._init_levels()
 
 
 def _dwsep(
@@ -96,15 +93,23 @@ def _dwsep(
     width_mult: float = 1.0,
     pretrained: bool = False,
     weights: str | Path | None = None,
+    task: str = "localize",
     head_width: int = 128,
-) -> Localizer:
+    neck_width: int = 64,
+) -> nn.Module:
     if pretrained:
         raise PlatelabError(
             f"{name} has no library weights (pretrained=true); train it, or pass weights=PATH"
         )
     backbone = DWSepNet(stages, stem_channels=stem_channels, width_mult=width_mult)
-    return make_localizer(
-        name, backbone, weights=weights, width_mult=width_mult, head_width=head_width
+    return make_model(
+        name,
+        backbone,
+        task=task,
+        weights=weights,
+        width_mult=width_mult,
+        head_width=head_width,
+        neck_width=neck_width,
     )
 
 
