@@ -245,7 +245,8 @@ def make_yolo(root: Path, layout: str) -> dict[str, Path]:
 def test_yolo_layouts(tmp_path, layout):
     root = tmp_path / "plates"
     files = make_yolo(root, layout)
-    records, skips = read_yolo(root)
+    # two class ids and no data.yaml naming them: the caller says both are plates
+    records, skips = read_yolo(root, classes={0, 1}, missing_labels="negative")
     assert skips == []
     by_path = {r.path: r for r in records}
     assert len(records) == 8
@@ -282,16 +283,20 @@ def test_yolo_data_yaml_names_paths_and_roboflow_parent(tmp_path):
     (tmp_path / "data.yaml").write_text(
         "train: ../train/images\nval: ../valid/images\nnc: 2\nnames: ['plate', 'car']\n"
     )
-    records, skips = read_yolo(tmp_path)
+    records, skips = read_yolo(tmp_path, missing_labels="negative")
     assert skips == [] and len(records) == 8
     two = next(r for r in records if r.path == files["train/two"])
-    assert two.meta["class_names"] == ["plate", "car"] and two.split == "train"
+    # data.yaml names the classes: only "plate" boxes are plates, "car" ones are dropped
+    assert two.meta["class_names"] == ["plate"] and two.split == "train"
+    records, _ = read_yolo(tmp_path, classes=["plate", "car"], missing_labels="negative")
+    two = next(r for r in records if r.path == files["train/two"])
+    assert two.meta["class_names"] == ["plate", "car"]
     assert next(r for r in records if r.path == files["valid/two"]).split == "val"
 
     (tmp_path / "val.txt").write_text(f"./valid/images/{files['valid/two'].name}\n")
     yaml_text = f"path: {tmp_path}\ntrain: train/images\nval: val.txt\ntest: nowhere\n"
     (tmp_path / "data.yaml").write_text(yaml_text)
-    records, skips = read_yolo(tmp_path)
+    records, skips = read_yolo(tmp_path, classes={0, 1}, missing_labels="negative")
     assert len(records) == 5  # only what the yaml lists
     assert [r.path for r in records if r.split == "val"] == [files["valid/two"]]
     assert len(skips) == 1 and "nowhere" in skips[0].reason
@@ -303,7 +308,7 @@ def test_yolo_polygon_becomes_enclosing_box_and_bad_line_skips_only_its_image(tm
     label.write_text("0 0.1 0.2 0.5 0.2 0.5 0.6 0.1 0.6\n")  # a 4-point polygon
     bad = tmp_path / "labels" / "valid" / "valid_two.txt"
     bad.write_text("0 0.5 0.5 0.2 0.4\n0 0.5 0.5 0.2\n")  # line 2 has 4 fields
-    records, skips = read_yolo(tmp_path)
+    records, skips = read_yolo(tmp_path, classes={0, 1}, missing_labels="negative")
     assert len(records) == 7
     poly = next(r for r in records if r.path == files["train/two"])
     np.testing.assert_allclose(poly.plates[0].box_xyxy, [20, 20, 100, 60])

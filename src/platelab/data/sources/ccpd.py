@@ -32,7 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from platelab.data.imageio import IMAGE_EXTS
-from platelab.data.records import SPLIT_ALIASES, ImageRecord, Plate, Skip
+from platelab.data.records import SPLIT_ALIASES, ImageRecord, Plate, Skip, display_path
 from platelab.errors import PlatelabError
 
 logger = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def _read_splits(root: Path) -> dict[str, str]:
             path = root / dirname / f"{split}.txt"
             if not path.is_file():
                 continue
-            for line in path.read_text(encoding="utf-8").splitlines():
+            for line in path.read_text(encoding="utf-8-sig").splitlines():
                 rel = line.strip().replace("\\", "/").removeprefix("./")
                 if rel and out.setdefault(rel, split) != split:
                     logger.warning(
@@ -275,7 +275,7 @@ def read_ccpd(root: Path, split_files: bool = True) -> tuple[list[ImageRecord], 
         try:
             name = parse_ccpd_name(path.name)
         except ValueError as e:
-            skips.append(Skip(str(path), f"malformed CCPD name: {e}"))
+            skips.append(Skip(display_path(path), f"malformed CCPD name: {e}"))
             continue
         box = tuple(float(v) for v in name.box_xyxy)
         corners = tuple((float(x), float(y)) for x, y in name.corners)

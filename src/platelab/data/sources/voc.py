@@ -16,7 +16,14 @@ pixel is below what annotators hit). The opened image's size wins over
 ``<size>``: datasets get resized after annotation with their boxes rescaled but
 ``<size>`` left stale (Kaggle's plates: 400x247 in the XML, 416x416 on disk). A
 disagreement is kept in ``meta["xml_size"]`` and summed up in one warning for the
-dataset; boxes are not rescaled.
+dataset; boxes are not rescaled. Boxes refer to the image as displayed, i.e. after
+its EXIF orientation (what labelImg and CVAT show; see :mod:`platelab.data.imageio`).
+
+Plate objects are chosen by ``<name>``, compared loosely (case, ``-``, ``_`` and
+spaces ignored: ``license-plate`` is ``License Plate``) against
+:data:`~platelab.data.records.PLATE_CLASS_NAMES` or the names the caller gives. A
+source with objects of which none is a plate is a :class:`PlatelabError` that
+lists the names it saw, never a set of silent negatives.
 """
 
 from __future__ import annotations
@@ -24,17 +31,26 @@ from __future__ import annotations
 import logging
 import math
 import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 from platelab.data.imageio import IMAGE_EXTS, file_image_size
-from platelab.data.records import SPLIT_ALIASES, ImageRecord, Plate, Skip
+from platelab.data.records import (
+    SPLIT_ALIASES,
+    ImageRecord,
+    Plate,
+    Skip,
+    class_key,
+    display_path,
+    no_plate_class_error,
+    plate_class_keys,
+)
 from platelab.errors import PlatelabError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PLATE_CLASSES = frozenset(
-    {"licence", "license", "plate", "license_plate", "licence_plate", "number_plate", "lp"}
-)
+DEFAULT_PLATE_CLASSES = plate_class_keys()
 ANNOTATION_DIRS = {"annotations"}
 IMAGE_DIRS = {"jpegimages", "images"}
 # <attributes><attribute><name>NAME</name><value>TEXT</value></attribute></attributes> (CVAT)
@@ -95,19 +111,28 @@ def _plate_text(obj: ET.Element) -> str | None:
     return text or None
 
 
-def parse_voc_objects(tree: ET.Element, class_names: set[str] | None) -> list[Plate]:
+def parse_voc_objects(
+    tree: ET.Element, class_names: Iterable[str] | None, seen: Counter | None = None
+) -> list[Plate]:
     """The plates of one ``<annotation>``: objects whose ``<name>`` is in ``class_names``
-    (case-insensitive; None keeps every object), boxes ``(x_min, y_min, x_max, y_max)``
-    as floats in the XML's pixels.
+    (compared by :func:`~platelab.data.records.class_key`; None keeps every object),
+    boxes ``(x_min, y_min, x_max, y_max)`` as floats in the XML's pixels.
+
+    Args:
+        tree: the ``<annotation>`` element.
+        class_names: the plate class names.
+        seen: when given, counts every object's name (plates or not).
 
     Raises:
         ValueError: an object without a ``<bndbox>``, a non-numeric or inverted box.
     """
-    wanted = None if class_names is None else {c.lower() for c in class_names}
+    wanted = None if class_names is None else {class_key(c) for c in class_names}
     plates = []
     for i, obj in enumerate(tree.iterfind("object")):
         name = (obj.findtext("name") or "").strip()
-        if wanted is not None and name.lower() not in wanted:
+        if seen is not None:
+            seen[name or "(no name)"] += 1
+        if wanted is not None and class_key(name) not in wanted:
             continue
         where = f"object {i} ({name or 'no name'})"
         box = obj.find("bndbox")
@@ -136,21 +161,23 @@ def _read_splits(root: Path) -> dict[tuple[Path, str], str]:
         for name, split in SPLIT_ALIASES.items():
             path = main / f"{name}.txt"
             if path.is_file():
-                for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                text = path.read_text(encoding="utf-8-sig", errors="replace")
+                for line in text.splitlines():
                     if line.split():  # "id" or, in per-class lists, "id  1"
                         out.setdefault((main.parent.parent, line.split()[0]), split)
     return out
 
 
 def read_voc(
-    root: Path, class_names: set[str] | None = DEFAULT_PLATE_CLASSES
+    root: Path, class_names: Iterable[str] | None = DEFAULT_PLATE_CLASSES
 ) -> tuple[list[ImageRecord], list[Skip]]:
     """Read a Pascal VOC dataset into records, one per annotated image.
 
     Args:
         root: the folder to walk for ``*.xml``.
-        class_names: object names that are plates, case-insensitive (None: every
-            object). An image whose objects are all of other classes is a negative.
+        class_names: object names that are plates, compared loosely (see the module
+            docstring; None: every object). An image whose objects are all of other
+            classes is a negative.
 
     Returns:
         ``(records, skips)``: records sorted by XML path with float boxes in the
@@ -160,7 +187,8 @@ def read_voc(
         ``ImageSets/Main``. Malformed XML, a missing or unreadable image is a :class:`Skip`.
 
     Raises:
-        PlatelabError: ``root`` is not a folder.
+        PlatelabError: ``root`` is not a folder, or it has objects and none of them is
+            of a plate class (the message lists the names seen, with counts).
     """
     root = Path(root)
     if not root.is_dir():
@@ -169,24 +197,26 @@ def read_voc(
     records: list[ImageRecord] = []
     skips: list[Skip] = []
     stale: list[str] = []
+    seen: Counter = Counter()
     for xml in sorted(root.rglob("*.xml")):
         try:
-            tree = ET.parse(xml).getroot()
+            tree = ET.parse(xml).getroot()  # expat reads the encoding and skips a BOM
             if tree.tag != "annotation":
                 raise ValueError(f"root element is <{tree.tag}>, not <annotation>")
-            plates = parse_voc_objects(tree, class_names)
+            plates = parse_voc_objects(tree, class_names, seen)
         except (ET.ParseError, ValueError, OSError) as e:
-            skips.append(Skip(str(xml), f"malformed VOC XML: {e}"))
+            skips.append(Skip(display_path(xml), f"malformed VOC XML: {e}"))
             continue
         image = _find_image(xml, tree)
         if image is None:
             where = "beside the XML or in an images/JPEGImages folder"
-            skips.append(Skip(str(xml), f"image {tree.findtext('filename')!r} not found {where}"))
+            name = tree.findtext("filename")
+            skips.append(Skip(display_path(xml), f"image {name!r} not found {where}"))
             continue
         try:
             size = file_image_size(image)
         except OSError as e:
-            skips.append(Skip(str(image), f"unreadable image: {e}"))
+            skips.append(Skip(display_path(image), f"unreadable image: {e}"))
             continue
         record = ImageRecord(path=image, source="voc", subset=root.name, plates=plates, size=size)
         stated = _xml_size(tree)
@@ -198,6 +228,12 @@ def read_voc(
         voc_dir = xml.parent.parent if xml.parent.name.lower() in ANNOTATION_DIRS else xml.parent
         record.split = splits.get((voc_dir, xml.stem))
         records.append(record)
+    if (
+        class_names is not None
+        and seen
+        and not plate_class_keys(class_names) & {class_key(n) for n in seen}
+    ):
+        raise no_plate_class_error("voc", root, seen, "--voc-classes")
     if stale:  # one line for the dataset: resized-after-annotation sets have it on every file
         logger.warning(
             "VOC %s: %d of %d XML <size> elements disagree with the image on disk (e.g. %s); "

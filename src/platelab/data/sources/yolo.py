@@ -19,20 +19,46 @@ Label lines with more than 5 fields and an odd count are segmentation polygons
 ``cls x1 y1 x2 y2 ...``: they become the box enclosing their points (corners stay
 unknown: a polygon's point order is not fixed). If ``data.yaml`` declares
 ``kpt_shape`` (a pose dataset), the keypoints after the first 5 fields are ignored.
-An empty or missing label file makes the image a negative.
+Boxes are normalised to the image as displayed, i.e. after its EXIF orientation
+(as ultralytics and CVAT use it; see :mod:`platelab.data.imageio`). A label file
+may start with a UTF-8 byte-order mark (Windows editors write one).
+
+Which classes are plates: the ids or names the caller gives; else the classes
+whose data.yaml ``names`` look like a plate
+(:data:`~platelab.data.records.PLATE_CLASS_NAMES`, compared loosely); else,
+without names, the one class id the labels use. A dataset where none of this
+finds a plate class is a :class:`PlatelabError` listing the classes seen.
+
+An empty label file makes the image a negative. A *missing* label file is either
+a skip (``missing_labels="skip"``, the default: an unlabelled photo may well show
+a plate) or a negative (``"negative"``, what ultralytics does); either way it is
+counted.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from platelab.data.imageio import IMAGE_EXTS, file_image_size
-from platelab.data.records import SPLIT_ALIASES, ImageRecord, Plate, Skip
+from platelab.data.records import (
+    MISSING_LABEL,
+    MISSING_LABEL_POLICIES,
+    SPLIT_ALIASES,
+    ImageRecord,
+    Plate,
+    Skip,
+    class_key,
+    display_path,
+    no_plate_class_error,
+    plate_class_keys,
+)
 from platelab.errors import PlatelabError
 from platelab.geometry import cxcywh_norm_to_xyxy
 
@@ -70,14 +96,14 @@ def _images_in(path: Path) -> list[Path]:
     """The images a data.yaml entry names: a folder (recursively) or a ``.txt`` list."""
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
-    lines = path.read_text(encoding="utf-8").splitlines()  # relative to the list's folder
+    lines = path.read_text(encoding="utf-8-sig").splitlines()  # relative to the list's folder
     return [path.parent / line.strip() for line in lines if line.strip()]
 
 
 def _from_yaml(data_yaml: Path, skips: list[Skip]) -> tuple[list[tuple[Path, str | None]], dict]:
     """``[(image, split)]`` and the parsed yaml; a missing split folder is a skip."""
     try:
-        cfg = yaml.safe_load(data_yaml.read_text(encoding="utf-8")) or {}
+        cfg = yaml.safe_load(data_yaml.read_text(encoding="utf-8-sig")) or {}
     except yaml.YAMLError as e:
         raise PlatelabError(f"{data_yaml} is not valid YAML: {e}") from None
     if not isinstance(cfg, dict):
@@ -128,7 +154,8 @@ def parse_label_file(path: Path, keypoints: bool = False) -> list[tuple[int, np.
             value, a non-integer class, or a non-positive box size.
     """
     boxes = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    text = path.read_text(encoding="utf-8-sig")  # a BOM is not part of the first class id
+    for line_no, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
@@ -159,13 +186,44 @@ def parse_label_file(path: Path, keypoints: bool = False) -> list[tuple[int, np.
     return boxes
 
 
-def read_yolo(root: Path, classes: set[int] | None = None) -> tuple[list[ImageRecord], list[Skip]]:
+def plate_class_ids(
+    classes: Iterable[int | str] | None, names: dict[int, str] | None, root: Path
+) -> set[int] | None:
+    """The class ids that are plates: ``classes`` (ids, or names looked up in ``names``),
+    else the ids whose name looks like a plate; None means "decide from the labels".
+
+    Raises:
+        PlatelabError: a class name that data.yaml does not have.
+    """
+    by_key = {class_key(n): i for i, n in (names or {}).items()}
+    if classes is None:
+        return {i for k, i in by_key.items() if k in plate_class_keys()} if names else None
+    ids = set()
+    for c in classes:
+        if isinstance(c, int) or str(c).strip().isdigit():
+            ids.add(int(c))
+        elif class_key(c) in by_key:
+            ids.add(by_key[class_key(c)])
+        else:
+            have = ", ".join(f"{i}: {n}" for i, n in (names or {}).items()) or "none"
+            raise PlatelabError(
+                f"yolo source {root}: no class named {c!r} (data.yaml names: {have})"
+            )
+    return ids
+
+
+def read_yolo(
+    root: Path, classes: Iterable[int | str] | None = None, missing_labels: str = "skip"
+) -> tuple[list[ImageRecord], list[Skip]]:
     """Read a YOLO dataset into records, one per image.
 
     Args:
         root: the dataset folder (holding ``data.yaml`` and/or the image folders).
-        classes: keep only boxes of these class ids (None keeps all); an image whose
-            boxes are all filtered out becomes a negative.
+        classes: the plate classes, as ids or data.yaml names (None: see the module
+            docstring); boxes of other classes are dropped, and an image whose boxes
+            are all dropped becomes a negative.
+        missing_labels: ``"skip"`` or ``"negative"``: what an image without a label
+            file becomes (its :class:`Skip` reason, or ``meta["missing_label"]``).
 
     Returns:
         ``(records, skips)``: records with boxes in original pixels (corners and text
@@ -176,18 +234,27 @@ def read_yolo(root: Path, classes: set[int] | None = None) -> tuple[list[ImageRe
         :class:`Skip` naming the file (and line).
 
     Raises:
-        PlatelabError: ``root`` is not a folder, or its data.yaml is not valid YAML.
+        PlatelabError: ``root`` is not a folder, its data.yaml is not valid YAML, or no
+            class of its labels is a plate class (the message lists those seen).
     """
     root = Path(root)
     if not root.is_dir():
         raise PlatelabError(f"YOLO folder not found: {root}")
+    if missing_labels not in MISSING_LABEL_POLICIES:
+        raise PlatelabError(
+            f"missing_labels must be one of {', '.join(MISSING_LABEL_POLICIES)}, "
+            f"got {missing_labels!r}"
+        )
     skips: list[Skip] = []
     data_yaml = _find_yaml(root)
     images, cfg = _from_yaml(data_yaml, skips) if data_yaml else (_walk(root), {})
     names = cfg.get("names")
     if isinstance(names, list):
         names = dict(enumerate(names))
+    names = {int(k): str(v) for k, v in names.items()} if isinstance(names, dict) else None
+    wanted = plate_class_ids(classes, names, root)
     keypoints = "kpt_shape" in cfg
+    class_counts: Counter = Counter()
     records: list[ImageRecord] = []
     seen: dict[Path, str | None] = {}
     for image, split in images:
@@ -198,16 +265,21 @@ def read_yolo(root: Path, classes: set[int] | None = None) -> tuple[list[ImageRe
         try:
             w, h = file_image_size(image)
         except OSError as e:
-            skips.append(Skip(str(image), f"unreadable image: {e}"))
+            skips.append(Skip(display_path(image), f"unreadable image: {e}"))
             continue
         label = label_path(image)
+        if not label.is_file() and missing_labels == "skip":
+            skips.append(Skip(display_path(image), f"{MISSING_LABEL} ({display_path(label)})"))
+            continue
         try:
             boxes = parse_label_file(label, keypoints) if label.is_file() else []
         except (ValueError, OSError) as e:  # UnicodeDecodeError is a ValueError
-            skips.append(Skip(str(image), f"malformed label: {e}"))
+            skips.append(Skip(display_path(image), f"malformed label: {e}"))
             continue
-        boxes = [(c, b) for c, b in boxes if classes is None or c in classes]
+        class_counts.update(c for c, _ in boxes)
+        boxes = [(c, b) for c, b in boxes if wanted is None or c in wanted]
         record = ImageRecord(path=image, source="yolo", subset=root.name, split=split, size=(w, h))
+        record.meta["missing_label"] = not label.is_file()
         if boxes:
             xyxy = cxcywh_norm_to_xyxy(np.stack([b for _, b in boxes]), w, h)
             record.plates = [Plate(box_xyxy=tuple(float(v) for v in row)) for row in xyxy]
@@ -215,5 +287,25 @@ def read_yolo(root: Path, classes: set[int] | None = None) -> tuple[list[ImageRe
         if names:
             record.meta["class_names"] = [str(names.get(c, c)) for c, _ in boxes]
         records.append(record)
+    _check_classes(root, wanted, names, class_counts)
     logger.info("YOLO %s: %d images, %d skipped", root, len(records), len(skips))
     return records, skips
+
+
+def _check_classes(
+    root: Path, wanted: set[int] | None, names: dict[int, str] | None, seen: Counter
+) -> None:
+    """Refuse a source where no box is of a plate class, or where, without names,
+    several class ids leave it unclear which one is the plate."""
+    if not seen:
+        return  # only negatives: nothing to tell apart
+    named = Counter({(names.get(c, f"class {c}") if names else f"class {c}"): n
+                     for c, n in seen.items()})  # fmt: skip
+    if wanted is None and len(seen) > 1:
+        listed = ", ".join(f"{k} x{n}" for k, n in named.most_common(10))
+        raise PlatelabError(
+            f"yolo source {root}: labels use several classes ({listed}) and no data.yaml "
+            "names them; name the plate class with --yolo-classes"
+        )
+    if wanted is not None and not wanted & set(seen):
+        raise no_plate_class_error("yolo", root, named, "--yolo-classes (ids or names)")
