@@ -1,7 +1,8 @@
 """``platelab data check``: validate a prepared dataset before training on it.
 
-Errors (exit 1): a manifest missing or malformed, an image missing, unreadable
-or not of the canvas size, a box outside the canvas or degenerate, the same box
+Errors (exit 1): a manifest missing or malformed (NaN or infinite numbers
+included), an image missing, unreadable or not of the canvas size, a box outside
+the canvas, degenerate or not a number, the same box
 twice on one image, an image listed in two splits. Warnings: tiny boxes, corners
 outside the canvas, a split without images.
 """
@@ -92,6 +93,9 @@ def _check_image(dataset: Path, split: str, m, decode: bool, report: CheckReport
     boxes = np.asarray(m.boxes_xyxy, dtype=np.float64)
     for i, (x0, y0, x1, y1) in enumerate(boxes):
         box = f"box {i} [{x0:.1f}, {y0:.1f}, {x1:.1f}, {y1:.1f}]"
+        if not np.isfinite(boxes[i]).all():  # NaN compares False with everything below
+            report.errors.append(f"{where}: {box} has a coordinate that is not a number")
+            continue
         if (
             x0 < -TOLERANCE_PX
             or y0 < -TOLERANCE_PX
@@ -107,7 +111,10 @@ def _check_image(dataset: Path, split: str, m, decode: bool, report: CheckReport
         for j in range(i + 1, len(boxes)):
             if np.allclose(boxes[i], boxes[j], atol=0.5):
                 report.errors.append(f"{where}: boxes {i} and {j} are duplicates")
-    corners = m.corners[~np.isnan(m.corners).any(axis=(1, 2))]
+    partial = np.isnan(m.corners).any(axis=(1, 2)) & ~np.isnan(m.corners).all(axis=(1, 2))
+    if partial.any() or np.isinf(m.corners).any():
+        report.errors.append(f"{where}: plate corners with a coordinate that is not a number")
+    corners = m.corners[np.isfinite(m.corners).all(axis=(1, 2))]
     if len(corners):
         out = (corners[..., 0] < -1) | (corners[..., 0] > lb.canvas_w + 1)
         out |= (corners[..., 1] < -1) | (corners[..., 1] > lb.canvas_h + 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,10 +97,15 @@ def write_manifest(path: Path, images: Iterable[ManifestImage]) -> None:
 
 
 def _float(row: dict[str, str], key: str, where: str) -> float:
+    """A finite number: ``nan``/``inf`` parse as floats but place no box (unknown corners
+    are written as empty fields, never as ``nan``)."""
     try:
-        return float(row[key])
+        value = float(row[key])
     except (TypeError, ValueError):
         raise PlatelabError(f"{where}: column {key!r} is not a number: {row.get(key)!r}") from None
+    if not math.isfinite(value):
+        raise PlatelabError(f"{where}: column {key!r} is not a finite number: {row[key]!r}")
+    return value
 
 
 def read_manifest(path: Path) -> list[ManifestImage]:
@@ -107,7 +113,7 @@ def read_manifest(path: Path) -> list[ManifestImage]:
 
     Raises:
         PlatelabError: the file is missing, lacks a required column, or has a
-            malformed value (the message names the file and line).
+            malformed or non-finite value (the message names the file and line).
     """
     path = Path(path)
     if not path.is_file():
