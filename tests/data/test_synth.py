@@ -14,11 +14,11 @@ from platelab.data.sources.voc import read_voc
 from platelab.data.sources.yolo import read_yolo
 from platelab.data.synth import (
     SceneConfig,
+    compose,
     generate,
     render_plate,
     render_scene,
     scene_split,
-    scenes,
     text,
 )
 from platelab.data.synth.plates import STYLE_WEIGHTS, PlateImage
@@ -54,7 +54,7 @@ def test_scene_geometry(index):
     scene = render_scene((11, index), SceneConfig(multi_rate=0.5))
     h, w = scene.image.shape[:2]
     assert scene.image.dtype == np.uint8 and scene.image.shape == (h, w, 3)
-    assert scene.kind in ("negative", "closeup", "street", "plate_only")
+    assert scene.kind in ("negative", "closeup", "traffic", "street", "plate_only")
     assert (scene.kind == "negative") == (not scene.plates)
     for p in scene.plates:
         c = p.corners
@@ -88,7 +88,7 @@ def test_plate_lands_exactly_on_integer_corners():
                        "皖A12345", "cn_blue")  # fmt: skip
     corners = np.array([[10, 20], [110, 20], [110, 52], [10, 52]], np.float64)
     placed = []
-    scenes._put_plate(img, plate, corners, placed)
+    compose.put_plate(img, plate, corners, placed)
     assert (img[20:52, 10:110] == (20, 60, 200)).all()
     img[20:52, 10:110] = 0
     assert not img.any()
@@ -152,7 +152,7 @@ def test_generate_rejects_bad_arguments(tmp_path):
 
 
 def test_round_trip_through_the_readers(tmp_path):
-    n, seed = 10, 4
+    n, seed = 10, 7  # a seed whose 10 scenes hold negatives, single- and multi-plate scenes
     summary = generate(
         tmp_path, n, seed=seed, config=CN, split_fractions=(0.2, 0.2), progress=False
     )
@@ -210,7 +210,7 @@ def test_prepare_round_trips_every_box_corner_and_text(tmp_path, fmt):
     from platelab.data.manifest import load_split
     from platelab.data.prepare import PrepareConfig, prepare
 
-    n, seed = 8, 11
+    n, seed = 8, 16  # negatives, single- and multi-plate scenes among the 8
     generate(tmp_path / "s", n, seed=seed, config=CN, progress=False)  # all three formats
     prepare(
         PrepareConfig(
@@ -245,3 +245,69 @@ def test_prepare_round_trips_every_box_corner_and_text(tmp_path, fmt):
         if fmt == "ccpd":  # only CCPD names carry the 4 corners
             want_corners = np.array([p.corners for p in want], dtype=np.float64).reshape(-1, 4, 2)
             np.testing.assert_allclose(corners, want_corners, rtol=0, atol=tol)
+
+
+# -- the synthetic-to-real gap: traffic, far plates, tight boxes ----------------------------
+@pytest.fixture(scope="module")
+def sample():
+    """200 default scenes (about 10 s): the share checks below read the same sample."""
+    return [render_scene((3, i)) for i in range(200)]
+
+
+def test_every_box_is_its_corners_bounding_box_inside_the_image(sample):
+    for scene in sample:
+        h, w = scene.image.shape[:2]
+        for p in scene.plates:
+            x, y = p.corners.T
+            assert p.box_xyxy == (x.min(), y.min(), x.max(), y.max())
+            assert 0 <= x.min() < x.max() <= w and 0 <= y.min() < y.max() <= h
+
+
+def test_sample_mixes_far_plates_traffic_and_light(sample):
+    widths = [p.box_xyxy[2] - p.box_xyxy[0] for s in sample for p in s.plates]
+    far = sum(wd < 40 for wd in widths) / len(widths)
+    assert 0.2 < far < 0.7 and min(widths) >= 9  # far cars, yet every plate a few px tall
+    assert max(wd / s.image.shape[1] for s in sample for p in s.plates
+               for wd in [p.box_xyxy[2] - p.box_xyxy[0]]) > 0.35  # fmt: skip  # close-ups too
+    traffic = [s for s in sample if s.kind == "traffic"]
+    assert len(traffic) > 30 and sum(len(s.plates) >= 2 for s in traffic) > len(traffic) / 3
+    assert any(s.image.shape[:2] == (720, 1280) for s in traffic)
+    lights = Counter(s.light for s in sample)
+    assert lights["day"] > 100 and lights["night"] > 10 and len(lights) >= 4
+    assert 0.05 < sum(not s.plates for s in sample) / len(sample) < 0.16  # ~10% negatives
+
+
+@pytest.mark.parametrize("style", sorted(STYLE_WEIGHTS))
+def test_far_plates_render_at_ten_pixels(style):
+    plate = render_plate(style, np.random.default_rng(0), 10)
+    assert plate.rgb.shape[1] == 10 and plate.rgb.shape[0] >= 2
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_plate_edge_is_the_box(seed):
+    """A plate's visible outer edge (frame included) is its recorded box: no margin."""
+    rng = np.random.default_rng(seed)
+    style = sorted(STYLE_WEIGHTS)[seed % len(STYLE_WEIGHTS)]
+    plate = render_plate(style, rng, int(rng.integers(20, 200)))
+    plate.rgb[:] = 255  # white plate on black: every covered pixel shows
+    ph, pw = plate.rgb.shape[:2]
+    quad = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float64)
+    quad += rng.uniform(-0.15, 0.15, (4, 2)) * [pw, ph] + [60, 60]  # a perspective warp
+    corners = np.round(quad)
+    img = np.zeros((int(corners[:, 1].max()) + 60, int(corners[:, 0].max()) + 60, 3), np.uint8)
+    placed = []
+    compose.put_plate(img, plate, corners, placed)
+    ys, xs = np.nonzero(img[..., 0] >= 128)
+    seen = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)  # pixel squares' outer edges
+    # Rounded plate corners may trim the extreme corner pixel; nothing reaches outside.
+    np.testing.assert_allclose(seen, placed[0].box_xyxy, atol=1.5)
+    x0, y0, x1, y1 = placed[0].box_xyxy
+    assert seen[0] >= x0 and seen[1] >= y0 and seen[2] <= x1 and seen[3] <= y1
+
+
+def test_traffic_scenes_are_independent_of_worker_count(tmp_path):
+    cfg = SceneConfig(kinds={"traffic": 1}, negative_rate=0.0)
+    one = generate(tmp_path / "a", 4, seed=5, formats="yolo", config=cfg, progress=False)
+    two = generate(tmp_path / "b", 4, seed=5, formats="yolo", config=cfg, workers=2, progress=False)
+    assert one["by_kind"] == {"traffic": 4} and one["plates"] >= 8
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")

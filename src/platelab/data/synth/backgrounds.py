@@ -17,7 +17,8 @@ import numpy as np
 
 from platelab.data.imageio import read_image
 from platelab.data.synth import text as T
-from platelab.data.synth.effects import grain
+from platelab.data.synth import textures
+from platelab.data.synth.textures import noise_texture
 
 # Real photos that ship inside installed packages (used when present, never required).
 _PHOTO_FILES = (
@@ -50,24 +51,6 @@ def _load_photo(path: Path) -> np.ndarray:
     return read_image(path)
 
 
-def noise_texture(rng: np.random.Generator, w: int, h: int, octaves: int = 4) -> np.ndarray:
-    """``(h, w)`` float32 fractal noise with zero mean and unit-ish spread.
-
-    Octaves are summed at a quarter of the size (the finest has at most 32 cells
-    across) and upsampled once: a full-size cubic resize per octave was the
-    generator's largest cost.
-    """
-    sw, sh = max(2, w // 4), max(2, h // 4)
-    out = np.zeros((sh, sw), np.float32)
-    for o in range(octaves):
-        n = 2 ** (o + 2)
-        small = rng.normal(0, 1, (max(2, n * h // max(w, h)), max(2, n * w // max(w, h))))
-        out += cv2.resize(small.astype(np.float32), (sw, sh), interpolation=cv2.INTER_CUBIC) / (
-            o + 1
-        )
-    return cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
 def _rand_color(rng: np.random.Generator, lo: int = 0, hi: int = 255) -> tuple[int, int, int]:
     return tuple(int(v) for v in rng.integers(lo, hi, 3))
 
@@ -79,15 +62,18 @@ def _earth_color(rng: np.random.Generator, lo: int = 40, hi: int = 210) -> tuple
     return tuple(int(v) for v in c)
 
 
+def _some_color(rng: np.random.Generator) -> tuple[int, int, int]:
+    """Mostly muted colours, sometimes a saturated one (signs, paint, clothes)."""
+    return _rand_color(rng) if rng.random() < 0.25 else _earth_color(rng)
+
+
 def _tint(gray: np.ndarray, rgb) -> np.ndarray:
     return np.clip(gray[..., None] * (np.asarray(rgb, np.float32) / 128.0), 0, 255).astype(np.uint8)
 
 
 def asphalt(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
     """Grey road surface: fine grain, stains, and painted lines or parking bays."""
-    base = rng.uniform(70, 150)
-    g = base + 8 * noise_texture(rng, w, h, 3) + grain(rng, (h, w), 9)
-    img = _tint(g, (128 + rng.normal(0, 4), 128 + rng.normal(0, 4), 128 + rng.normal(0, 6)))
+    img = textures.asphalt_texture(rng, w, h)
     paint = (235, 235, 230) if rng.random() < 0.7 else (230, 200, 60)
     for _ in range(int(rng.integers(0, 4))):
         x0, x1 = rng.uniform(-0.2, 1.2, 2) * w
@@ -104,37 +90,15 @@ def asphalt(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
 
 
 def street(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    """Sky, buildings or trees above a horizon, road below."""
+    """Sky, buildings or trees above a horizon, road or pavement below."""
     horizon = int(h * rng.uniform(0.2, 0.6))
     img = np.empty((h, w, 3), np.uint8)
-    img[horizon:] = asphalt(rng, w, h - horizon)
-    grey = rng.uniform(0, 1)  # from a blue sky to an overcast one
-    sky_top = (1 - grey) * np.array((100, 150, 225)) + grey * rng.uniform(150, 220)
-    sky_bot = np.array((225, 230, 235))
-    t = np.linspace(0, 1, horizon, dtype=np.float32)[:, None, None]
-    img[:horizon] = ((1 - t) * sky_top + t * sky_bot).astype(np.uint8)
-    x = -int(rng.uniform(0, 0.2) * w)
-    while x < w:  # buildings and trees along the skyline
-        bw = int(rng.uniform(0.1, 0.4) * w)
-        top = int(rng.uniform(0, 0.8) * horizon)
-        if rng.random() < 0.6:
-            col = _earth_color(rng, 60, 220)
-            cv2.rectangle(img, (x, top), (x + bw, horizon), col, -1)
-            win = tuple(int(c * 0.5) for c in col)
-            step = max(6, int(bw / rng.uniform(3, 8)))
-            for wy in range(top + step // 2, horizon - step // 2, step):
-                for wx in range(x + step // 3, x + bw - step // 2, step):
-                    cv2.rectangle(img, (wx, wy), (wx + step // 2, wy + step // 2), win, -1)
-        else:
-            for _ in range(int(rng.integers(3, 9))):
-                c = (int(x + rng.uniform(0, bw)), int(rng.uniform(top, horizon)))
-                green = (
-                    int(rng.integers(20, 80)),
-                    int(rng.integers(60, 140)),
-                    int(rng.integers(20, 70)),
-                )
-                cv2.circle(img, c, int(rng.uniform(0.05, 0.2) * bw + 3), green, -1, cv2.LINE_AA)
-        x += bw
+    img[horizon:] = (
+        asphalt(rng, w, h - horizon)
+        if rng.random() < 0.75
+        else textures.concrete(rng, w, h - horizon)
+    )
+    textures.skyline(rng, img[: horizon + 1])
     return img
 
 
@@ -187,8 +151,9 @@ def background(rng: np.random.Generator, w: int, h: int, road: bool = False) -> 
 
     ``road`` favours streets and road surfaces (for scenes with cars on the ground).
     """
-    kinds = (street, asphalt, wall, texture, photo)
-    p = np.array([0.5, 0.3, 0.06, 0.1, 0.04] if road else [0.25, 0.2, 0.2, 0.25, 0.1])
+    kinds = (street, asphalt, wall, texture, photo, textures.foliage, textures.concrete)
+    p = np.array([0.45, 0.3, 0.04, 0.05, 0.03, 0.06, 0.07] if road
+                 else [0.22, 0.15, 0.15, 0.15, 0.08, 0.13, 0.12])  # fmt: skip
     img = kinds[int(rng.choice(len(kinds), p=p))](rng, w, h)
     if img is None:
         img = texture(rng, w, h)
@@ -206,7 +171,7 @@ def sign(rng: np.random.Generator, img: np.ndarray, x: int, y: int, size: int) -
     words = [_WORDS[int(rng.integers(0, len(_WORDS)))] for _ in range(lines)]
     aspect = rng.uniform(0.6, 2.5)
     sw, sh = int(size * aspect), int(size * lines * rng.uniform(0.5, 0.8))
-    bg, ink = _rand_color(rng), _rand_color(rng)
+    bg, ink = _some_color(rng), _some_color(rng)
     cv2.rectangle(img, (x, y), (x + sw, y + sh), bg, -1)
     if rng.random() < 0.5:
         cv2.rectangle(img, (x, y), (x + sw, y + sh), ink, max(1, size // 20))
@@ -226,7 +191,7 @@ def free_text(rng: np.random.Generator, img: np.ndarray, x: int, y: int, size: i
     cjk = any(ord(c) > 127 for c in word)
     font = T.cjk_font() if cjk else T.latin_font(T.LATIN_FONTS[int(rng.integers(0, 3))])
     size = min(size, int(img.shape[1] / 2 / len(word)) + 4)
-    T.draw_text_line(img, word, (x, y, size * len(word), size), _rand_color(rng), font)
+    T.draw_text_line(img, word, (x, y, size * len(word), size), _some_color(rng), font)
 
 
 def blank_plate(rng: np.random.Generator, img: np.ndarray, x: int, y: int, size: int) -> None:
@@ -241,7 +206,7 @@ def blank_plate(rng: np.random.Generator, img: np.ndarray, x: int, y: int, size:
 
 def shapes(rng: np.random.Generator, img: np.ndarray, x: int, y: int, size: int) -> None:
     """Blobs, poles, stripes and outlines."""
-    col = _rand_color(rng)
+    col = _some_color(rng)
     k = int(rng.integers(0, 4))
     if k == 0:
         cv2.circle(img, (x, y), size // 2, col, -1 if rng.random() < 0.7 else 2, cv2.LINE_AA)

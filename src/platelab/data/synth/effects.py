@@ -153,8 +153,12 @@ def jpeg(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     return decode_image(encode_jpeg(img, quality=int(rng.integers(15, 70))))
 
 
-def degrade(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
-    """The camera pipeline of a scene: light, shadow, colour, blur, noise, compression."""
+def degrade(rng: np.random.Generator, img: np.ndarray, light: str = "day") -> np.ndarray:
+    """The camera pipeline of a scene: light, shadow, colour, blur, noise, compression.
+
+    ``light`` is the scene's lighting condition (:mod:`.lighting`): a scene already
+    lit for night, dusk, rain or over-exposure is not darkened or hazed again.
+    """
     scale = max(img.shape[:2]) / 640  # blur sizes grow with the image
     if rng.random() < 0.7:
         img = lighting(rng, img)
@@ -162,7 +166,7 @@ def degrade(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
         img = shadow(rng, img)
     if rng.random() < 0.8:
         img = color(rng, img)
-    r = rng.random()
+    r = rng.random() if light == "day" else 1.0
     if r < 0.05:
         img = night(rng, img)
     elif r < 0.11:

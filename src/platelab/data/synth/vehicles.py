@@ -10,10 +10,12 @@ the body move together.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+CAR_CANVAS_MAX = 1000  # wider cars are drawn smaller and scaled up by their homography
 
 # Common car colours (RGB), weighted roughly by how often they are seen on roads.
 PAINTS = (
@@ -32,11 +34,16 @@ class Vehicle:
         rgb: ``(h, w, 3)`` uint8.
         alpha: ``(h, w)`` uint8 coverage (the ground shadow is partly transparent).
         slot: ``(4, 2)`` float corners TL, TR, BR, BL of the plate slot, canvas pixels.
+        lights: ``(n, 3)`` lamp centres and radii ``x, y, r``, canvas pixels (head
+            lights for a front, tail lights for a rear): where the night glows.
+        rear: whether this is the back of the car.
     """
 
     rgb: np.ndarray
     alpha: np.ndarray
     slot: np.ndarray
+    lights: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    rear: bool = False
 
 
 def _paint(rng: np.random.Generator) -> np.ndarray:
@@ -127,10 +134,10 @@ def draw_vehicle(
     plate_w = plate_frac
     plate_h = plate_frac * w / plate_aspect / h
     if rear:
-        _rear_face(img, rng, w, h, y_face, y_bottom, paint, dark)
+        lights = _rear_face(img, rng, w, h, y_face, y_bottom, paint, dark)
         plate_cy = rng.uniform(y_face + 0.16, y_face + 0.26)
     else:
-        _front_face(img, rng, w, h, y_face, y_bottom, paint, dark)
+        lights = _front_face(img, rng, w, h, y_face, y_bottom, paint, dark)
         plate_cy = rng.uniform(0.66, 0.74)
     plate_cy = min(plate_cy, y_bottom - plate_h / 2 - 0.04)
     x0, x1 = 0.5 - plate_w / 2, 0.5 + plate_w / 2
@@ -139,10 +146,10 @@ def draw_vehicle(
     m = rng.uniform(0.01, 0.04)
     holder = dark if rng.random() < 0.6 else paint * rng.uniform(0.5, 0.8)
     _rrect(img, x0 - m, y0 - m * 1.5, x1 + m, y1 + m * 1.5, w * 0.01, holder, w, h)
-    _shade(img, rng, w, h, y_glass)
+    _shade(img, rng, w, h, y_glass, alpha)
     slot = np.array([[x0 * w, y0 * h], [x1 * w, y0 * h], [x1 * w, y1 * h], [x0 * w, y1 * h]])
     rgb = cv2.convertScaleAbs(img)  # saturates above 255; nothing drawn is negative
-    return Vehicle(rgb, alpha, slot)
+    return Vehicle(rgb, alpha, slot, np.array(lights, np.float64).reshape(-1, 3), rear)
 
 
 def _front_face(img, rng, w, h, y_face, y_bottom, paint, dark) -> None:
@@ -151,12 +158,14 @@ def _front_face(img, rng, w, h, y_face, y_bottom, paint, dark) -> None:
     lx0, lx1 = rng.uniform(0.04, 0.08), rng.uniform(0.22, 0.3)
     lamp = np.array([215, 218, 220], np.float32) * rng.uniform(0.75, 1.15)
     pts = [(lx0, ly0 + 0.02), (lx1, ly0), (lx1 - 0.02, ly1), (lx0 + 0.02, ly1)]
+    lights = []
     for p in (pts, _mirror_x(pts)):
         _poly(img, p, lamp, w, h)
         c = np.mean(p, axis=0)
         cv2.circle(
             img, (int(c[0] * w), int(c[1] * h)), int(w * 0.025), (255, 255, 250), -1, cv2.LINE_AA
         )
+        lights.append((c[0] * w, c[1] * h, w * 0.035))
     # Grille between the lights: horizontal bars, vertical bars or a mesh, and a badge.
     gx0 = lx1 + rng.uniform(-0.02, 0.05)
     gy0, gy1 = ly0 + 0.01, ly1 + rng.uniform(0.0, 0.08)
@@ -194,6 +203,7 @@ def _front_face(img, rng, w, h, y_face, y_bottom, paint, dark) -> None:
         for fx in (0.14, 0.86):
             cv2.circle(img, (int(fx * w), int((iy0 + 0.02) * h)), int(w * 0.025), (200, 200, 190), -1,
                        cv2.LINE_AA)  # fmt: skip
+    return lights
 
 
 def _rear_face(img, rng, w, h, y_face, y_bottom, paint, dark) -> None:
@@ -201,9 +211,12 @@ def _rear_face(img, rng, w, h, y_face, y_bottom, paint, dark) -> None:
     ty0, ty1 = y_face - rng.uniform(0.0, 0.04), y_face + rng.uniform(0.08, 0.14)
     red = np.array([190, 25, 30], np.float32) * rng.uniform(0.7, 1.15)
     pts = [(0.02, ty0), (rng.uniform(0.2, 0.3), ty0 + 0.01), (0.22, ty1), (0.03, ty1)]
+    lights = []
     for p in (pts, _mirror_x(pts)):
         _poly(img, p, red, w, h)
         _poly(img, [(x, y + (ty1 - ty0) * 0.55) for x, y in p[:2]] + p[2:], red * 0.6 + 90, w, h)
+        c = np.mean(p, axis=0)
+        lights.append((c[0] * w, c[1] * h, w * 0.03))
     if rng.random() < 0.5:
         strip = dark if rng.random() < 0.5 else np.array([200, 200, 205], np.float32)
         _rrect(img, 0.25, ty0 + 0.02, 0.75, ty0 + 0.05, 2, strip, w, h)
@@ -222,22 +235,36 @@ def _rear_face(img, rng, w, h, y_face, y_bottom, paint, dark) -> None:
     for rx in (0.1, 0.9):
         cv2.rectangle(img, (int((rx - 0.03) * w), int((y_bottom - 0.07) * h)),
                       (int((rx + 0.03) * w), int((y_bottom - 0.055) * h)), (150, 20, 20), -1)  # fmt: skip
+    return lights
 
 
-def _shade(img, rng, w, h, y_glass) -> None:
-    """Paint-like shading in place: lighter top, a sky reflection band, mottled noise."""
+def _shade(img, rng, w, h, y_glass, alpha) -> None:
+    """Paint-like shading in place: lit from above, the sky reflected in the upper body
+    and the ground in the lower, curvature toward the sides, specular highlights, and
+    darker edges where the body turns away (ambient occlusion)."""
     ys = np.linspace(0, 1, h, dtype=np.float32)[:, None]
-    g = 1.15 - 0.35 * ys  # lit from above
-    band_y = rng.uniform(y_glass, y_glass + 0.2)
-    g = g + rng.uniform(0.1, 0.35) * np.exp(-(((ys - band_y) / 0.04) ** 2))
+    xs = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
+    g = 1.12 - 0.4 * ys  # lit from above
+    band_y = rng.uniform(y_glass + 0.02, y_glass + 0.25)
     noise = cv2.resize(
         rng.normal(0, 1, (4, 5)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC
     )
-    xs = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
-    shade = g * (1 + 0.04 * noise) * (1 - rng.uniform(0, 0.25) * xs**2)
+    shade = g * (1 + 0.05 * noise) * (1 - rng.uniform(0.1, 0.35) * xs**2)
+    # A soft outline: the body darkens where it curves away from the camera.
+    sw, sh = max(4, w // 8), max(4, h // 8)
+    edge = cv2.GaussianBlur(cv2.resize(alpha, (sw, sh), interpolation=cv2.INTER_AREA), (0, 0), 1.5)
+    shade *= 0.7 + 0.3 * cv2.resize(edge, (w, h)).astype(np.float32) / 255
     img *= shade[..., None]
-    # Specular streaks: thin bright lines along the body.
-    for _ in range(int(rng.integers(0, 3))):
-        y = int(rng.uniform(y_glass, 0.9) * h)
-        cv2.line(img, (int(rng.uniform(0, 0.4) * w), y), (int(rng.uniform(0.6, 1) * w), y + int(rng.normal(0, 4))),
-                 (255, 255, 255), max(1, int(h * 0.004)), cv2.LINE_AA)  # fmt: skip
+    # Reflections are added, not multiplied: a black car still mirrors the bright sky.
+    sky = np.array([185, 200, 220], np.float32) * rng.uniform(0.15, 0.45)
+    above = 1 / (1 + np.exp((ys - band_y) / 0.015))  # sky above the reflected horizon
+    img += (above * (0.35 + 0.65 * (1 - xs**2)))[..., None] * sky * 0.6
+    line = np.exp(-(((ys - band_y) / 0.01) ** 2)) * rng.uniform(40, 110)
+    img += line[..., None]
+    for _ in range(int(rng.integers(1, 4))):  # specular highlights: small soft blobs
+        cx, cy = rng.uniform(0.1, 0.9) * w, rng.uniform(y_glass, 0.85) * h
+        r = rng.uniform(0.02, 0.08) * w
+        blob = np.exp(-((((xs + 1) / 2 * w - cx) / (r * 2.5)) ** 2) - ((ys * h - cy) / r) ** 2)
+        img += (blob * rng.uniform(60, 160))[..., None]
+    # A real car's outline is never a crisp vector edge.
+    cv2.GaussianBlur(img, (0, 0), max(0.4, w / 500), dst=img)
