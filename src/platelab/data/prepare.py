@@ -5,9 +5,19 @@
     DATASET/prepare_report.json                          canvas, counts, skipped inputs and why
 
 Safe to re-run: an output image whose source file is unchanged (same size and
-mtime, same canvas) is not decoded again. Splits are deterministic for a seed and
-grouped by content hash, so identical photos never straddle train and test; a
-source's own split (CCPD ``splits/*.txt``, YOLO split folders) is kept.
+mtime, same canvas) is not decoded again, and images no manifest lists any more
+are removed. Splits are deterministic for a seed and grouped by content hash, so
+identical photos never straddle train and test; a source's own split (CCPD
+``splits/*.txt``, YOLO split folders) is kept.
+
+Nothing lost, nothing silently wrong: every input that does not become a dataset
+image is in ``prepare_report.json`` under ``skipped`` with its reason (an
+unreadable image, a malformed label, a plate box that does not fit the photo, a
+photo without a label file). A file name that is not UTF-8 is used, and shown
+in the manifest and report with ``\\xNN`` escapes (:func:`.records.display_path`).
+A disk that fills up stops the run with :class:`~platelab.errors.DiskFullError`;
+the images written so far are kept for the next run, the manifests are not written. OUT is locked while it is written
+(:func:`platelab.locking.folder_lock`) and checked first (:mod:`.outdir`).
 """
 
 from __future__ import annotations
@@ -15,26 +25,38 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from platelab.atomic import atomic_write_bytes
+from platelab.data import outdir
 from platelab.data.imageio import decode_image, encode_jpeg, image_size
 from platelab.data.manifest import REPORT_NAME, SPLITS, ManifestImage, write_manifest
-from platelab.data.records import ImageRecord, Skip
-from platelab.errors import PlatelabError
-from platelab.geometry import Letterbox, box_area, clip_boxes, resized_size
+from platelab.data.outdir import CACHE_NAME
+from platelab.data.records import (
+    MISSING_LABEL,
+    MISSING_LABEL_POLICIES,
+    ImageRecord,
+    Skip,
+    display_path,
+    fit_plates,
+)
+from platelab.errors import DiskFullError, PlatelabError, is_disk_full
+from platelab.geometry import Letterbox, resized_size
+from platelab.locking import folder_lock
 
 logger = logging.getLogger(__name__)
 
-CACHE_NAME = ".prepare_cache.json"
+MAX_CANVAS_SIDE = 8192  # a 8192x8192 canvas is 200 MB per decoded image: beyond is a typo
+SPLIT_TOLERANCE = 1e-6
 
 
 @dataclass
@@ -49,6 +71,11 @@ class PrepareConfig:
         seed: seeds the split.
         workers: decode/letterbox processes.
         quality: JPEG quality of the letterboxed images.
+        yolo_classes: the plate classes of YOLO sources, ids or data.yaml names
+            (None: by name, see :mod:`.sources.yolo`).
+        voc_classes: the plate class names of VOC sources (None: the usual names).
+        missing_labels: what a YOLO photo without a label file becomes: ``"skip"``
+            (default: it may show an unlabelled plate) or ``"negative"``; counted either way.
     """
 
     out: Path
@@ -61,8 +88,40 @@ class PrepareConfig:
     workers: int = 1
     quality: int = 95
     progress: bool = True
-    yolo_classes: set[int] | None = None
-    voc_classes: set[str] | None = None
+    yolo_classes: Sequence[int | str] | None = None
+    voc_classes: Sequence[str] | None = None
+    missing_labels: str = "skip"
+
+    def sources(self) -> list[tuple[str, Path]]:
+        """``[(kind, folder)]`` of every source, in the order they are read."""
+        return [(k, Path(p)) for k in ("ccpd", "yolo", "voc") for p in getattr(self, k)]
+
+    def validate(self) -> None:
+        """Refuse settings that would fail late or silently mean something else.
+
+        Raises:
+            PlatelabError: no source; split fractions that are negative or do not sum
+                to 1; a canvas side outside ``1..MAX_CANVAS_SIDE``; an unknown
+                ``missing_labels``; an OUT that clashes with a source (see :mod:`.outdir`).
+        """
+        if not self.sources():
+            raise PlatelabError("no sources given: pass at least one of --ccpd, --yolo, --voc")
+        split = tuple(self.split)
+        if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1) > SPLIT_TOLERANCE:
+            raise PlatelabError(
+                f"--split needs three non-negative fractions that sum to 1, got "
+                f"{','.join(f'{v:g}' for v in split)} (sum {sum(split):g})"
+            )
+        if not all(1 <= int(v) <= MAX_CANVAS_SIDE for v in self.size):
+            raise PlatelabError(
+                f"--size {self.size[0]}x{self.size[1]}: each side must be 1..{MAX_CANVAS_SIDE}"
+            )
+        if self.missing_labels not in MISSING_LABEL_POLICIES:
+            raise PlatelabError(
+                f"--missing-labels must be one of {', '.join(MISSING_LABEL_POLICIES)}, "
+                f"got {self.missing_labels!r}"
+            )
+        outdir.check_out(Path(self.out), [p for _, p in self.sources()])
 
 
 @dataclass
@@ -74,33 +133,52 @@ class _Done:
     sha1: str
     letterbox: Letterbox
     key: list  # the source's size, mtime and settings when it was read: the cache key
-    dropped: list[str] = field(default_factory=list)
 
 
 def read_sources(cfg: PrepareConfig) -> tuple[list[ImageRecord], list[Skip]]:
-    """Run every requested reader; a missing folder raises :class:`PlatelabError`."""
+    """Run every requested reader.
+
+    Raises:
+        PlatelabError: a missing folder, a source without a plate class, or a source
+            that yields no usable image (the message says what it found instead).
+    """
     from platelab.data.sources import ccpd, voc, yolo
 
+    readers = {
+        "ccpd": (ccpd.read_ccpd, {}),
+        "yolo": (yolo.read_yolo, {"classes": cfg.yolo_classes,
+                                  "missing_labels": cfg.missing_labels}),
+        "voc": (voc.read_voc, {} if cfg.voc_classes is None else {"class_names": cfg.voc_classes}),
+    }  # fmt: skip
     records: list[ImageRecord] = []
     skips: list[Skip] = []
-    jobs = [(ccpd.read_ccpd, d, {}) for d in cfg.ccpd]
-    jobs += [(yolo.read_yolo, d, {"classes": cfg.yolo_classes}) for d in cfg.yolo]
-    voc_kw = {} if cfg.voc_classes is None else {"class_names": cfg.voc_classes}
-    jobs += [(voc.read_voc, d, voc_kw) for d in cfg.voc]
-    if not jobs:
+    if not cfg.sources():
         raise PlatelabError("no sources given: pass at least one of --ccpd, --yolo, --voc")
-    for reader, root, kw in jobs:
-        recs, sk = reader(Path(root), **kw)
+    for kind, root in cfg.sources():
+        reader, kw = readers[kind]
+        recs, sk = reader(root, **kw)
+        if not recs:
+            why = f"{len(sk)} files skipped, e.g. {sk[0].reason}" if sk else "no image files"
+            raise PlatelabError(f"{kind} source {root}: no usable images ({why})")
         records += recs
         skips += sk
     return records, skips
 
 
 def output_name(record: ImageRecord) -> str:
-    """A readable, collision-free file name for a record's letterboxed image."""
-    digest = hashlib.sha1(str(Path(record.path).resolve()).encode()).hexdigest()[:10]
-    stem = re.sub(r"[^\w.&-]+", "_", Path(record.path).stem)[:60]
+    """A readable, collision-free, UTF-8-safe file name for a record's letterboxed image.
+
+    The hash is of the path's bytes (a name that is not UTF-8 hashes like any other);
+    characters that are not word characters, including undecodable bytes, become ``_``.
+    """
+    digest = hashlib.sha1(os.fsencode(Path(record.path).resolve())).hexdigest()[:10]
+    stem = re.sub(r"[^\w.&-]+", "_", display_path(Path(record.path).stem))[:60]
     return f"{record.source}-{record.subset}-{stem}-{digest}.jpg"
+
+
+def write_image(path: Path, data: bytes) -> None:
+    """Write one letterboxed image atomically (a seam for tests of a full disk)."""
+    atomic_write_bytes(path, data)
 
 
 def _source_key(path: Path, canvas: tuple[int, int], quality: int) -> list:
@@ -111,41 +189,44 @@ def _source_key(path: Path, canvas: tuple[int, int], quality: int) -> list:
 def _process(
     record: ImageRecord, out_dir: Path, canvas: tuple[int, int], quality: int, cached: dict | None
 ) -> _Done | Skip:
-    """Letterbox one photo and map its plates to the canvas (runs in a worker)."""
+    """Letterbox one photo and map its plates to the canvas (runs in a worker).
+
+    A photo that cannot be read, or whose plates do not fit it, is a :class:`Skip`.
+    A failed *write* is not the photo's fault and raises (a full disk stops the run).
+    """
     path = Path(record.path)
     name = output_name(record)
     try:
         key = _source_key(path, canvas, quality)
-        if cached and cached.get("key") == key and (out_dir / name).is_file():
+        hit = bool(cached) and cached.get("key") == key and (out_dir / name).is_file()
+        if hit:
             sha1, (w, h) = cached["sha1"], cached["orig_size"]
-            lb = Letterbox.fit(w, h, *canvas)
         else:
             data = path.read_bytes()
             sha1 = hashlib.sha1(data).hexdigest()
             w, h = image_size(data)
-            lb = Letterbox.fit(w, h, *canvas)
-            image = decode_image(data, min_size=resized_size(w, h, lb.scale))
-            atomic_write_bytes(out_dir / name, encode_jpeg(lb.apply(image), quality))
     except (OSError, ValueError) as e:
-        return Skip(str(path), f"unreadable image: {e}")
+        return Skip(display_path(path), f"unreadable image: {e}")
     if record.size is not None and tuple(record.size) != (w, h):  # e.g. a header PIL and
         logger.warning(  # the decoder read differently: the decoded pixels are what is used
             "%s: annotation says %sx%s, image is %sx%s; trusting the image",
-            path,
+            display_path(path),
             *record.size,
             w,
             h,
         )
-    dropped = []
-    plates = []
-    for plate in record.plates:
-        box = clip_boxes(np.asarray(plate.box_xyxy, dtype=np.float64), w, h)
-        if box_area(box)[0] <= 0:
-            dropped.append(f"{path}: degenerate box {list(plate.box_xyxy)} in a {w}x{h} image")
-            continue
-        plates.append(replace(plate, box_xyxy=tuple(float(v) for v in box[0])))
+    plates, why = fit_plates(record.plates, w, h)
+    if why is not None:  # never train on the photo as a negative: its plate is there
+        return Skip(display_path(path), why)
+    lb = Letterbox.fit(w, h, *canvas)
+    if not hit:
+        try:
+            image = lb.apply(decode_image(data, min_size=resized_size(w, h, lb.scale)))
+        except (MemoryError, ValueError) as e:
+            return Skip(display_path(path), f"unreadable image: {e}")
+        write_image(out_dir / name, encode_jpeg(image, quality))
     record.plates = plates
-    return _Done(record, name, sha1, lb, key, dropped)
+    return _Done(record, name, sha1, lb, key)
 
 
 def to_manifest_image(done: _Done) -> ManifestImage:
@@ -162,7 +243,7 @@ def to_manifest_image(done: _Done) -> ManifestImage:
         source=rec.source,
         subset=rec.subset,
         letterbox=lb,
-        orig_image=str(rec.path),
+        orig_image=display_path(rec.path),
     )
 
 
@@ -180,7 +261,7 @@ def assign_splits(done: list[_Done], fractions: Sequence[float], seed: int) -> l
     }
     free = sorted(h for h, s in own.items() if s is None)
     order = np.random.default_rng(seed).permutation(len(free))
-    total = sum(fractions)
+    total = sum(fractions)  # 1 for a validated config; other callers may pass weights
     n_train = round(len(free) * fractions[0] / total)
     n_val = round(len(free) * fractions[1] / total)
     assigned = {}
@@ -197,68 +278,109 @@ def assign_splits(done: list[_Done], fractions: Sequence[float], seed: int) -> l
 
 
 def prepare(cfg: PrepareConfig) -> dict:
-    """Read, letterbox, split and write a dataset; returns the report that is also saved."""
-    if any(f < 0 for f in cfg.split) or sum(cfg.split) <= 0:
-        raise PlatelabError(f"split fractions must be non-negative and sum above 0: {cfg.split}")
-    records, skips = read_sources(cfg)
+    """Read, letterbox, split and write a dataset; returns the report that is also saved.
+
+    Raises:
+        PlatelabError: a setting or source the user must fix (see
+            :meth:`PrepareConfig.validate`, :func:`read_sources`), or OUT is being
+            written by another process.
+        DiskFullError: the disk filled up; the message says what was kept.
+    """
+    cfg.validate()
     out = Path(cfg.out)
+    with folder_lock(out, "dataset"):
+        return _prepare(cfg, out)
+
+
+def _prepare(cfg: PrepareConfig, out: Path) -> dict:
+    records, skips = read_sources(cfg)
     (out / "images").mkdir(parents=True, exist_ok=True)
+    outdir.remove_stray_temp(out)  # left by a run that was killed mid-write
     cache_path = out / CACHE_NAME
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
 
     done: list[_Done] = []
-    dropped: list[str] = []
     args = [(r, out / "images", cfg.size, cfg.quality, cache.get(output_name(r))) for r in records]
-    bar = tqdm(total=len(args), desc="prepare", unit="img", disable=not cfg.progress)
     try:
-        if cfg.workers > 1:
-            with ProcessPoolExecutor(cfg.workers) as pool:
-                results = pool.map(_process, *zip(*args, strict=True), chunksize=8) if args else []
-                for res in results:
-                    _collect(res, done, skips, dropped)
-                    bar.update()
-        else:
-            for a in args:
-                _collect(_process(*a), done, skips, dropped)
-                bar.update()
+        _run(args, cfg, done, skips)
+    except OSError as e:
+        if not is_disk_full(e):
+            raise PlatelabError(f"cannot write to {out / 'images'}: {e}") from None
+        raise DiskFullError(
+            f"the disk is full: stopped after letterboxing {len(done)} of {len(args)} images "
+            f"into {out / 'images'} (kept; a re-run continues from them); no manifests written"
+        ) from None
     finally:
-        bar.close()
-        # Keep what was finished even if the run is interrupted: a re-run skips it.
-        for d in done:
-            cache[d.out_name] = {
-                "key": d.key,  # as read, not re-stat'ed: a file changed since is redone
-                "sha1": d.sha1,
-                "orig_size": [d.letterbox.orig_w, d.letterbox.orig_h],
-            }
-        atomic_write_bytes(cache_path, json.dumps(cache).encode())
+        _save_cache(cache_path, cache, done)  # a re-run skips what was finished
+        outdir.remove_stray_temp(out)  # workers killed by Ctrl-C cannot clean up after themselves
 
     splits = assign_splits(done, cfg.split, cfg.seed)
     by_split: dict[str, list[ManifestImage]] = {s: [] for s in SPLITS}
     for d, s in zip(done, splits, strict=True):
         by_split[s].append(to_manifest_image(d))
-    for s, images in by_split.items():
-        images.sort(key=lambda m: m.image)
-        write_manifest(out / f"{s}.csv", images)
-    report = _report(cfg, by_split, done, skips, dropped)
-    atomic_write_bytes(out / REPORT_NAME, json.dumps(report, indent=2, ensure_ascii=False).encode())
+    report = _report(cfg, by_split, records, done, skips)
+    try:
+        for s, images in by_split.items():
+            images.sort(key=lambda m: m.image)
+            write_manifest(out / f"{s}.csv", images)
+        text = json.dumps(report, indent=2, ensure_ascii=False)
+        atomic_write_bytes(out / REPORT_NAME, text.encode())
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        (out / REPORT_NAME).unlink(missing_ok=True)  # no one trains on a mix of old and new
+        raise DiskFullError(
+            f"the disk is full: all {len(done)} images are in {out / 'images'}, but the manifests "
+            "could not be written; free space and re-run (nothing is decoded again)"
+        ) from None
+    listed = {Path(m.image).name for images in by_split.values() for m in images}
+    removed = outdir.remove_unlisted_images(out / "images", listed)
+    if removed:
+        logger.info("removed %d images no manifest lists any more", len(removed))
     return report
 
 
-def _collect(res: _Done | Skip, done: list[_Done], skips: list[Skip], dropped: list[str]) -> None:
-    if isinstance(res, Skip):
-        logger.warning("skipped %s: %s", res.path, res.reason)
-        skips.append(res)
-    else:
-        done.append(res)
-        dropped += res.dropped
+def _run(args: list[tuple], cfg: PrepareConfig, done: list[_Done], skips: list[Skip]) -> None:
+    """Process every record, in ``cfg.workers`` processes, appending to ``done``/``skips``."""
+    bar = tqdm(total=len(args), desc="prepare", unit="img", disable=not cfg.progress)
+    pool = ProcessPoolExecutor(cfg.workers) if cfg.workers > 1 and args else None
+    try:
+        if pool is not None:
+            results = pool.map(_process, *zip(*args, strict=True), chunksize=8)
+        else:
+            results = (_process(*a) for a in args)
+        for res in results:
+            if isinstance(res, Skip):
+                logger.warning("skipped %s: %s", res.path, res.reason)
+                skips.append(res)
+            else:
+                done.append(res)
+            bar.update()
+    finally:
+        bar.close()
+        if pool is not None:  # on an error or Ctrl-C, photos not yet started are dropped
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _save_cache(path: Path, cache: dict, done: list[_Done]) -> None:
+    for d in done:
+        cache[d.out_name] = {
+            "key": d.key,  # as read, not re-stat'ed: a file changed since is redone
+            "sha1": d.sha1,
+            "orig_size": [d.letterbox.orig_w, d.letterbox.orig_h],
+        }
+    try:
+        atomic_write_bytes(path, json.dumps(cache).encode())
+    except OSError as e:  # e.g. the disk is full: the run's own error says so
+        logger.warning("could not save %s: %s", path, e)
 
 
 def _report(
     cfg: PrepareConfig,
     by_split: dict[str, list[ManifestImage]],
+    records: list[ImageRecord],
     done: list[_Done],
     skips: list[Skip],
-    dropped: list[str],
 ) -> dict:
     counts = {
         s: {
@@ -269,14 +391,21 @@ def _report(
         for s, imgs in by_split.items()
     }
     hashes = Counter(d.sha1 for d in done)
+    as_negatives = sum(bool(d.record.meta.get("missing_label")) for d in done)
+    skipped_unlabelled = sum(s.reason.startswith(MISSING_LABEL) for s in skips)
     return {
         "canvas": list(cfg.size),
         "seed": cfg.seed,
         "split_fractions": list(cfg.split),
-        "sources": {k: [str(p) for p in getattr(cfg, k)] for k in ("ccpd", "yolo", "voc")},
+        "sources": {k: [display_path(p) for p in getattr(cfg, k)] for k in ("ccpd", "yolo", "voc")},
         "counts": counts,
         "by_source": dict(Counter(f"{d.record.source}/{d.record.subset}" for d in done)),
         "duplicate_images": sum(n - 1 for n in hashes.values() if n > 1),
+        "missing_labels": {
+            "policy": cfg.missing_labels,
+            "photos": as_negatives + skipped_unlabelled,
+            "negatives": as_negatives,
+            "skipped": skipped_unlabelled,
+        },
         "skipped": [{"path": s.path, "reason": s.reason} for s in skips],
-        "dropped_boxes": dropped,
     }

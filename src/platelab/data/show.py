@@ -12,6 +12,7 @@ from platelab.data.imageio import read_image
 from platelab.data.manifest import ManifestImage, load_split
 from platelab.errors import PlatelabError
 
+PICTURE_EXTS = (".png", ".jpg", ".jpeg", ".webp")
 BOX_COLOUR = (0, 255, 0)
 CORNER_COLOUR = (255, 64, 255)
 
@@ -75,7 +76,17 @@ def show(
     seed: int = 0,
     tile_width: int = 320,
 ) -> Path:
-    """Write a grid of ``n`` random samples of ``split`` with their boxes to ``out`` (PNG)."""
+    """Write a grid of ``n`` random samples of ``split`` with their boxes to ``out``.
+
+    Raises:
+        PlatelabError: ``out`` is not a ``.png``/``.jpg``/``.jpeg``/``.webp`` file name,
+            the split is empty, or ``n`` is not positive.
+    """
+    out = Path(out)
+    if out.suffix.lower() not in PICTURE_EXTS:
+        raise PlatelabError(
+            f"--out {out}: a picture needs one of the extensions {', '.join(PICTURE_EXTS)}"
+        )
     images = load_split(dataset, split)
     if not images:
         raise PlatelabError(f"{dataset}: split {split!r} has no images")
@@ -106,7 +117,6 @@ def show(
                 tile, (tile_width, round(tile.shape[0] * scale)), interpolation=cv2.INTER_AREA
             )
         )
-    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), cv2.cvtColor(make_grid(tiles), cv2.COLOR_RGB2BGR)):
         raise PlatelabError(f"could not write {out}")

@@ -59,6 +59,11 @@ def scene_split(index: int, fractions: tuple[float, float] = (0.1, 0.1)) -> str:
 
 def _check(out: Path, count: int, seed: int, formats: Sequence[str], workers: int,
            overwrite: bool) -> list[str]:  # fmt: skip
+    existing = next(p for p in (Path(out), *Path(out).parents) if p.exists())
+    if not existing.is_dir():  # OUT, or a folder on its path, is a file
+        raise PlatelabError(
+            f"{existing} exists and is not a folder: choose a folder for the scenes"
+        )
     cjk_font()  # fail here, once, with the install hint, rather than in every worker
     if isinstance(formats, str):
         formats = [f.strip() for f in formats.split(",") if f.strip()]
