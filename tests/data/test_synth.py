@@ -15,6 +15,7 @@ from platelab.data.sources.yolo import read_yolo
 from platelab.data.synth import (
     SceneConfig,
     compose,
+    effects,
     generate,
     render_plate,
     render_scene,
@@ -310,4 +311,16 @@ def test_traffic_scenes_are_independent_of_worker_count(tmp_path):
     one = generate(tmp_path / "a", 4, seed=5, formats="yolo", config=cfg, progress=False)
     two = generate(tmp_path / "b", 4, seed=5, formats="yolo", config=cfg, workers=2, progress=False)
     assert one["by_kind"] == {"traffic": 4} and one["plates"] >= 8
+    assert {k: v for k, v in one.items() if k != "out"} == {
+        k: v for k, v in two.items() if k != "out"
+    }
     assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_motion_blur_keeps_the_corners_of_a_tall_image(seed):
+    # Rotating within the image's own canvas once cut off its corners, plates there included.
+    img = np.zeros((300, 100, 3), np.uint8)
+    img[275:295, 5:45] = 255
+    out = effects.motion(np.random.default_rng(seed), img, 5)
+    assert out[280:290, 10:40].mean() > 150 and abs(float(out.mean()) - float(img.mean())) < 1

@@ -116,14 +116,18 @@ def motion(rng: np.random.Generator, img: np.ndarray, length: int) -> np.ndarray
     length = max(3, int(length))
     p = length
     padded = cv2.copyMakeBorder(img, p, p, p, p, cv2.BORDER_REFLECT)
-    centre = (padded.shape[1] / 2, padded.shape[0] / 2)
-    angle = rng.uniform(0, 180)
-    size = padded.shape[1::-1]
-    rot = cv2.warpAffine(padded, cv2.getRotationMatrix2D(centre, angle, 1), size,
-                         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+    ph, pw = padded.shape[:2]
+    rot_m = cv2.getRotationMatrix2D((pw / 2, ph / 2), rng.uniform(0, 180), 1)
+    # The rotated canvas is enlarged to hold the whole image: rotating within the same
+    # canvas cut off the corners of non-square images (and plates there were lost).
+    cos, sin = abs(rot_m[0, 0]), abs(rot_m[0, 1])
+    nw, nh = int(np.ceil(ph * sin + pw * cos)), int(np.ceil(ph * cos + pw * sin))
+    rot_m[:, 2] += (nw / 2 - pw / 2, nh / 2 - ph / 2)
+    rot = cv2.warpAffine(padded, rot_m, (nw, nh), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REFLECT)  # fmt: skip
     rot = cv2.blur(rot, (length, 1))
-    back = cv2.warpAffine(rot, cv2.getRotationMatrix2D(centre, -angle, 1), size,
-                          flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)  # fmt: skip
+    back = cv2.warpAffine(rot, cv2.invertAffineTransform(rot_m), (pw, ph), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT)  # fmt: skip
     return np.ascontiguousarray(back[p : p + h, p : p + w])
 
 

@@ -115,13 +115,13 @@ def _cores_and_flares(rng, f: np.ndarray, lights: list[Light], flare: bool, wet:
                      max(1, r // 3), cv2.LINE_AA)  # fmt: skip
         if wet:  # a smeared reflection on the wet road below the lamp
             n = int(L.r * rng.uniform(3, 10))
-            cv2.line(layer, (c[0], c[1] + r), (c[0], c[1] + n), tuple(float(v) * 0.35 for v in col),
+            cv2.line(layer, (c[0], c[1] + 2 * r), (c[0], c[1] + n), tuple(float(v) * 0.2 for v in col),
                      max(1, r), cv2.LINE_AA)  # fmt: skip
     if flare and lights and rng.random() < 0.3:  # faint ghosts mirrored through the centre
         L = max(lights, key=lambda li: li.power * li.r)
         for t in rng.uniform(-1.2, 0.6, int(rng.integers(2, 5))):
             gx, gy = w / 2 + (L.x - w / 2) * t, h / 2 + (L.y - h / 2) * t
-            tint = rng.uniform(5, 25, 3) * L.power
+            tint = rng.uniform(3, 12, 3) * L.power
             cv2.circle(layer, (int(gx / 2), int(gy / 2)), int(rng.uniform(0.5, 3) * L.r / 2 + 1),
                        tuple(float(v) for v in tint), -1, cv2.LINE_AA)  # fmt: skip
     layer = cv2.GaussianBlur(layer, (0, 0), 1.0)
@@ -226,10 +226,11 @@ def vignette(rng, img: np.ndarray) -> np.ndarray:
     return cv2.convertScaleAbs(f)
 
 
-def apply(rng, img: np.ndarray, cond: str, lights: list[Light], plates) -> np.ndarray:
-    """Light a composed scene under ``cond`` (one of :data:`CONDITIONS`)."""
+def apply(rng, img: np.ndarray, cond: str, lights: list[Light], plates, road: bool = False):
+    """Light a composed scene under ``cond`` (one of :data:`CONDITIONS`); ``road``: the
+    scene looks down a road (lamps may then be mirrored in it when wet)."""
     if cond == "night":
-        img = night(rng, img, lights, plates, wet=rng.random() < 0.3,
+        img = night(rng, img, lights, plates, wet=road and rng.random() < 0.3,
                     headlights=rng.random() < 0.7)  # fmt: skip
         if rng.random() < 0.2:
             img = rain(rng, img)

@@ -111,11 +111,12 @@ def occlude(rng: np.random.Generator, fr: Frame, count: int,
     """
     H, W = fr.img.shape[:2]
     for _ in range(count):
-        y = rng.uniform(0.5, 1.15) * H
-        tall = height_at(y) if height_at else rng.uniform(0.12, 0.6) * H
+        y = rng.uniform(0.55, 1.15) * H
+        # Without a road's perspective: the lower the feet, the nearer and taller.
+        tall = height_at(y) if height_at else max(0.0, y - 0.4 * H) * rng.uniform(0.6, 1.2)
         if tall < 8:
             continue
-        if rng.random() < 0.6:
+        if rng.random() < (0.6 if height_at else 0.4):
             rgb, alpha = person(rng, int(tall))
         else:
             rgb, alpha = pole(

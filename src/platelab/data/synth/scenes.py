@@ -8,7 +8,7 @@ point: the plate's homography is solved to land exactly on the rounded corners,
 so a label written with integer pixels (CCPD file names) is exact, not rounded.
 
 Scene layouts (``Scene.kind``): ``closeup`` (one car filling much of the frame),
-``traffic`` (a perspective road with 2-7 cars at many distances, :mod:`.traffic`),
+``traffic`` (a perspective road with 3-8 cars at many distances, :mod:`.traffic`),
 ``street`` (a few cars on a street or parking lot), ``plate_only`` (plates on
 walls and clutter) and ``negative`` (no plate). Each scene is also lit by one of
 :data:`.lighting.CONDITIONS` (``Scene.light``).
@@ -154,14 +154,15 @@ def render_scene(
             _loose_plate(rng, fr, _plate_px(rng, cfg, w, 0.1, 0.9))
     if not negative and not fr.placed:  # every placement failed (rare): one loose plate
         _loose_plate(rng, fr, _plate_px(rng, cfg, w, 0.0, 0.3))
-    if rng.random() < (0.5 if kind != "plate_only" else 0.2):
+    if rng.random() < (0.5 if kind == "traffic" else 0.25):
         occluders.occlude(rng, fr, int(rng.integers(1, 4)), height_at)
     if fr.occlusion:
         occluders.occlude(rng, fr, 0, partial=True)
     light = lighting.condition(rng, kind in ("traffic", "street")) if cfg.lighting else "day"
     img = fr.img
     if cfg.lighting:
-        img = lighting.apply(rng, img, light, fr.lights, [p.corners for p in fr.placed])
+        corners = [p.corners for p in fr.placed]
+        img = lighting.apply(rng, img, light, fr.lights, corners, road=kind == "traffic")
     if cfg.degrade:
         img = effects.degrade(rng, img, light)
     kind = kind if fr.placed else "negative"

@@ -127,16 +127,16 @@ def street_lamps(rng: np.random.Generator, fr: Frame, road: Road) -> None:
 
 
 def traffic(rng: np.random.Generator, fr: Frame, with_plates: bool = True) -> Road:
-    """Draw a road and 2-7 cars into ``fr`` (plates recorded in ``fr.placed``)."""
+    """Draw a road and 3-8 cars into ``fr`` (plates recorded in ``fr.placed``)."""
     h, w = fr.img.shape[:2]
     road = sample_road(rng, w, h)
     draw_road(rng, fr.img, road)
     if rng.random() < 0.6:
         street_lamps(rng, fr, road)
-    n = int(rng.integers(2, 8))
+    n = int(rng.integers(3, 9))
     # Depths log-uniform in pixels per metre: as many far cars as near ones.
     ppm_max = (h * 1.02 - road.y_h) / road.cam_h
-    ppms = np.exp(rng.uniform(np.log(12), np.log(ppm_max), n))
+    ppms = np.exp(rng.uniform(np.log(16), np.log(ppm_max), n))
     lanes = rng.integers(0, road.lanes, n)
     style = fr.style(rng)
     for ppm, lane in sorted(zip(ppms, lanes, strict=True)):  # far cars first
