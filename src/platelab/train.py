@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +36,7 @@ from platelab.engine.checkpoint import (
 from platelab.engine.trainer import Trainer, resolve_device
 from platelab.errors import PlatelabError
 from platelab.geometry import PAD_VALUE, Letterbox, parse_size, resized_size
+from platelab.locking import folder_lock
 
 if TYPE_CHECKING:
     from torch import nn
@@ -144,6 +147,49 @@ def _loaders(cfg: TrainConfig, canvas: tuple[int, int], size: tuple[int, int]) -
     return train_loader, val_loader
 
 
+def _monitor_without_val(cfg: TrainConfig) -> TrainConfig:
+    """With an empty validation split, rank the best epochs by ``train_loss`` and say so.
+
+    Every validation metric of an empty split is 0 (or NaN), so the "best" epochs would
+    be an accident of tie-breaking. A run still trains (a dataset may hold only a
+    training split), but ``monitor`` becomes ``train_loss`` (lower is better), logged as a
+    warning and recorded in ``hparams.yaml``. A ``train_*`` monitor is kept as it is.
+    """
+    from platelab.data.manifest import load_split
+
+    if cfg.monitor.startswith("train_") or load_split(Path(cfg.data), "val"):
+        return cfg
+    log.warning(
+        "%s has an empty val split: monitoring train_loss instead of %s, so "
+        "best_model_epoch_N.pth are the epochs of lowest training loss",
+        cfg.data,
+        cfg.monitor,
+    )
+    return cfg.model_copy(update={"monitor": "train_loss"})
+
+
+def check_model_name(name: str) -> None:
+    """The registry's one-line error (close matches suggested) for an unknown ``name``,
+    without building the model; ``timm/`` names are checked when they are built."""
+    from platelab.models import create_model, list_models
+
+    if name not in list_models() and not name.startswith("timm/"):
+        create_model(name)  # raises
+
+
+def _lock_run(run_dir: Path) -> ExitStack:
+    """Hold the run folder's lock (primary process only) until the stack closes.
+
+    A second ``platelab train`` into the same folder fails at once with one line,
+    instead of interleaving ``metrics.csv`` rows and checkpoints with the first. Under
+    torchrun only global rank 0 locks (the other ranks write nothing).
+    """
+    stack = ExitStack()
+    if int(os.environ.get("RANK", "0")) == 0:
+        stack.enter_context(folder_lock(run_dir, "training run"))
+    return stack
+
+
 def train(cfg: TrainConfig, resume: Path | str | None = None) -> Path:
     """Train ``cfg.model`` on the prepared dataset ``cfg.data`` into the run folder.
 
@@ -155,29 +201,50 @@ def train(cfg: TrainConfig, resume: Path | str | None = None) -> Path:
     Returns:
         The run folder.
 
+    An empty validation split makes the run monitor ``train_loss`` (with a warning; see
+    :func:`_monitor_without_val`).
+
     Raises:
         PlatelabError: a missing dataset, an unknown model, a run folder that already
-            holds a run, a resume checkpoint of another model, a non-finite loss, ...
+            holds a run or that another process is training into (the folder is locked
+            for the whole run), a resume checkpoint of another model, a non-finite
+            loss, a full disk (:class:`~platelab.errors.DiskFullError`), ...
         KeyboardInterrupt: Ctrl-C, re-raised once the trainer has logged how to resume;
             ``last.pth`` holds the last finished epoch (the interrupted one is lost).
     """
-    from platelab.config import dump_config
     from platelab.data.manifest import dataset_canvas
-    from platelab.eval.metrics import evaluate
-    from platelab.models import LocalizationLoss, create_model
+    from platelab.models import LocalizationLoss
 
     state = None
-    if resume is not None:
-        run_dir = Path(resume)
-        state, _ = _read_model_checkpoint(find_checkpoint(run_dir, "last"), cfg.model)
-        _check_resume_keys(cfg, state.get("hparams") or {})
-        cfg = cfg.model_copy(update={"out": run_dir})
-    run_dir = Path(cfg.out)
     canvas = dataset_canvas(Path(cfg.data))  # also: "not a prepared dataset"
     size = parse_size(cfg.size) if cfg.size else canvas
     loss_fn = LocalizationLoss(**cfg.loss)
     _check_monitor(cfg.monitor, loss_fn)
+    check_model_name(cfg.model)  # before the lock creates the run folder
+    if resume is not None:
+        last = find_checkpoint(resume, "last")  # a run folder: checked before it is locked
+        cfg = cfg.model_copy(update={"out": Path(resume)})
+    with _lock_run(Path(cfg.out)):
+        if resume is not None:
+            state, _ = _read_model_checkpoint(last, cfg.model)
+            _check_resume_keys(cfg, state.get("hparams") or {})
+        return _train_locked(cfg, state, canvas, size, loss_fn)
 
+
+def _train_locked(
+    cfg: TrainConfig,
+    state: dict | None,
+    canvas: tuple[int, int],
+    size: tuple[int, int],
+    loss_fn: nn.Module,
+) -> Path:
+    """:func:`train`'s work, once the run folder is locked and ``state`` read."""
+    from platelab.config import dump_config
+    from platelab.eval.metrics import evaluate
+    from platelab.models import create_model
+
+    run_dir = Path(cfg.out)
+    cfg = _monitor_without_val(cfg)
     interrupted = False
     joined = dist.init_distributed(resolve_device(cfg.device).type)
     try:

@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import signal
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
@@ -312,6 +314,19 @@ def _worker_init(_: int) -> None:
     # (OpenCV is already single-threaded: see data/imageio.py. Calling cv2.setNumThreads
     # here, after fork, can deadlock on a thread pool the parent left behind.)
     torch.set_num_threads(1)
+    # Ctrl-C reaches the whole process group: only the main process handles it (it saves,
+    # says how to resume and shuts the workers down), so no worker prints a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.excepthook = _quiet_lost_main
+
+
+def _quiet_lost_main(exc_type: type[BaseException], exc: BaseException, tb: object) -> None:
+    # The main process stopped (Ctrl-C) while taking a batch's shared memory from this
+    # worker: multiprocessing's fd-sharing thread (resource_sharer, which reports through
+    # sys.excepthook) loses its peer. The main process reports the interrupt, not us.
+    if issubclass(exc_type, ConnectionError | EOFError):
+        return
+    sys.__excepthook__(exc_type, exc, tb)
 
 
 class StreamLoader(DataLoader):
