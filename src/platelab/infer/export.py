@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -251,7 +252,26 @@ def export_onnx(
     return out
 
 
-def _check_writable(out: Path) -> None:
+def _check_writable(out: Path, source: Path | None = None) -> None:
+    """Refuse an ``out`` that is not a new or existing ``.onnx`` file.
+
+    The rule: ``out`` must end in ``.onnx``; it must not be ``source`` (the checkpoint
+    exported); and an existing ``out`` is replaced only when it is not a torch archive
+    (a zip file, which every checkpoint is), so an export never replaces a checkpoint,
+    even one renamed to ``.onnx``.
+    """
+    if out.suffix.lower() != ".onnx" and not out.is_dir():
+        raise PlatelabError(
+            f"--out {out} must name an .onnx file (e.g. {out.stem or 'model'}.onnx)"
+        )
+    if out.is_file():
+        if source is not None and source.is_file() and out.samefile(source):
+            raise PlatelabError(f"--out {out} is the checkpoint being exported: choose another")
+        if zipfile.is_zipfile(out):
+            raise PlatelabError(
+                f"--out {out} exists and is a torch archive (a checkpoint?), not an ONNX "
+                "model: choose another file"
+            )
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -408,7 +428,8 @@ def export_checkpoint(
 
     Args:
         checkpoint: a ``.pth`` written by ``platelab train``, or a run folder.
-        out: the ``.onnx`` file to write.
+        out: the ``.onnx`` file to write (an existing checkpoint, or any torch archive,
+            is never replaced; see :func:`_check_writable`).
         input_dtype: ``"uint8"`` or ``"float32"``.
         parity_images: RGB uint8 ``HxWx3`` arrays or image files, original photos.
         canvas: ``(W, H)``; default the canvas the checkpoint was trained on.
@@ -426,6 +447,7 @@ def export_checkpoint(
     onnx = _require_onnx()
     _require_ort()
     _check_dtype(input_dtype)
+    _check_writable(Path(out), Path(checkpoint))  # before loading: never replace a checkpoint
     model, info = load_model_from_checkpoint(checkpoint)
     canvas = tuple(int(v) for v in (canvas or info["input_size"] or (640, 480)))
     canvases, letterboxes = letterbox_canvases(parity_images, canvas)  # bad images fail early

@@ -9,7 +9,12 @@ Outputs under ``OUT``:
        "box_xyxy": [x_min, y_min, x_max, y_max], "score": 0.93, "plate": true}
 
   ``source`` is relative to a SOURCE folder (the file name for a single file),
-  ``frame`` the 0-based frame index for a video, ``box_xyxy`` in original pixels.
+  ``frame`` the 0-based frame index for a video, ``box_xyxy`` in original pixels. A file
+  name that is not valid UTF-8 is still predicted; in ``source`` (and in printed lines)
+  each undecodable byte is written as a backslash, ``x`` and two hex digits (the name
+  bytes ``caf`` E9 ``.jpg`` become the text ``caf\\xe9.jpg``), control characters
+  likewise, so every line is valid UTF-8 JSON. The drawn image keeps the original bytes
+  of the name.
 * annotated images at the same relative paths (an image SOURCE: ``OUT/<name>``), or
   ``OUT/<stem>.mp4`` (``mp4v``, the input's fps and frame size) for a video. A box and its
   score are drawn when ``score >= conf``.
@@ -17,8 +22,8 @@ Outputs under ``OUT``:
 A folder is searched recursively (sorted) for files with an extension from
 :data:`~platelab.data.imageio.IMAGE_EXTS`; videos inside a folder are not predicted
 (they are counted and reported, and each can be passed as SOURCE), nor is anything under
-``OUT`` when ``OUT`` lies inside SOURCE. An unreadable image in a folder is logged as a
-warning and listed in ``skipped``; the rest goes on.
+``OUT`` when ``OUT`` lies inside SOURCE (allowed with ``--no-save`` only). An unreadable
+image in a folder is logged as a warning and listed in ``skipped``; the rest goes on.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from platelab.data.imageio import IMAGE_EXTS, read_image
-from platelab.errors import PlatelabError, reason
+from platelab.errors import PlatelabError, display_path, reason
 from platelab.infer.predictor import Prediction, Predictor
 
 log = logging.getLogger(__name__)
@@ -120,7 +125,12 @@ class _Results:
 
     def add(self, source: str, frame: int | None, pred: Prediction) -> None:
         plate = pred.score >= self.conf
-        line = {"source": source, "frame": frame, "width": pred.width, "height": pred.height}
+        line = {
+            "source": display_path(source),
+            "frame": frame,
+            "width": pred.width,
+            "height": pred.height,
+        }
         line |= {"box_xyxy": list(pred.box_xyxy), "score": pred.score, "plate": plate}
         self.file.write(json.dumps(line, ensure_ascii=False) + "\n")
         self.plates += plate
@@ -145,8 +155,8 @@ class _Results:
 
     def skip(self, path: Path, rel: str, e: BaseException) -> None:
         why = reason(e)
-        log.warning("skipped %s: %s", path, why)
-        self.skipped.append({"path": rel, "reason": why})
+        log.warning("skipped %s: %s", display_path(path), why)
+        self.skipped.append({"path": display_path(rel), "reason": why})
 
 
 def _predict_images(
@@ -192,13 +202,13 @@ def _predict_video(predictor: Predictor, path: Path, res: _Results, progress: bo
         h, w = first.shape[:2]
         fps = cap.get(cv2.CAP_PROP_FPS)
         if not (math.isfinite(fps) and fps > 0):
-            log.info("%s does not report its frame rate; writing %g fps", path, DEFAULT_FPS)
+            log.info(
+                "%s does not report its frame rate; writing %g fps", display_path(path), DEFAULT_FPS
+            )
             fps = DEFAULT_FPS
         total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
         video_out = res.out / f"{path.stem}.mp4"
         if res.save:
-            if video_out.resolve() == path.resolve():
-                raise PlatelabError(f"the annotated video would overwrite its source {path}")
             writer = cv2.VideoWriter(str(video_out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
             if not writer.isOpened():
                 raise PlatelabError(f"cannot write video {video_out}")
@@ -224,6 +234,26 @@ def _predict_video(predictor: Predictor, path: Path, res: _Results, progress: bo
         if writer is not None:
             writer.release()  # also on an interrupt: the frames done stay playable
     return video_out if writer is not None else None
+
+
+def _check_out(source: Path, out: Path, kind: str, save: bool) -> None:
+    """Refuse an ``out`` whose drawings could replace an input (see :func:`run_predict`)."""
+    if not save:  # predictions.jsonl alone: no image can be overwritten
+        return
+    src, dst = source.resolve(), out.resolve()
+    if kind == "folder":
+        if dst.is_relative_to(src) or src.is_relative_to(dst):
+            raise PlatelabError(
+                f"--out {out} overlaps SOURCE {source}: drawn images would overwrite the "
+                f"images in it; choose an --out outside {source} (or --no-save)"
+            )
+        return
+    drawn = dst / (f"{source.stem}.mp4" if kind == "video" else source.name)
+    if drawn == src:
+        raise PlatelabError(
+            f"--out {out} would overwrite the images in it: the drawing of {source} is "
+            f"{drawn}; choose another --out"
+        )
 
 
 def run_predict(
@@ -257,10 +287,16 @@ def run_predict(
         (videos inside a folder), ``predictions`` (the jsonl), ``video`` (the annotated
         video or None), ``seconds`` and ``per_second`` (images or frames per second).
 
+    Outputs never overwrite inputs. With ``save`` (drawings), a folder SOURCE and
+    ``out`` must not overlap: ``out`` equal to SOURCE, inside it or containing it is
+    refused, whatever is in it (files under an ``out`` inside SOURCE cannot be told
+    apart from photos); for an image or a video, the drawing must not be SOURCE itself.
+    ``save=False`` writes only ``predictions.jsonl`` and may go anywhere.
+
     Raises:
         PlatelabError: a missing SOURCE, a folder without images, an unreadable single
-            image or video, an OUT whose drawings would overwrite SOURCE images, a bad
-            ``conf``, or a model the Predictor refuses.
+            image or video, an OUT that overlaps SOURCE (see above), a bad ``conf``, or
+            a model the Predictor refuses.
     """
     source, out = Path(source), Path(out)
     if not 0.0 <= conf <= 1.0:
@@ -285,9 +321,7 @@ def run_predict(
             f"cannot predict {source}: not a folder, an image ({' '.join(sorted(IMAGE_EXTS))}) "
             f"or a video ({' '.join(sorted(VIDEO_EXTS))})"
         )
-    first_out = out / (files[0].relative_to(source) if kind == "folder" else source.name)
-    if save and kind != "video" and first_out.resolve() == files[0].resolve():
-        raise PlatelabError(f"--out {out} would overwrite the images in {source}: choose another")
+    _check_out(source, out, kind, save)
     if kind == "image":  # one file and nothing else to do: unreadable is an error, not a skip
         try:
             read_image(source)
@@ -359,4 +393,4 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         lines.append(f"annotated video: {summary['video']}")
     elif summary["saved"] and summary["kind"] != "video" and n:
         lines.append(f"annotated images: {summary['out']}")
-    return lines
+    return [display_path(line) for line in lines]  # file names that are not UTF-8: \xNN
