@@ -407,3 +407,25 @@ def test_voc_xml_beside_image(tmp_path):
     assert (
         records[0].plates[0].box_xyxy == (1.0, 2.0, 3.0, 4.0) and records[0].subset == tmp_path.name
     )
+
+
+def test_yolo_pose_corners_are_read_in_order_and_visibility_zero_is_unknown(tmp_path):
+    from platelab.data.sources.yolo import read_yolo
+
+    write_jpeg(tmp_path / "images" / "a.jpg", 200, 100)
+    (tmp_path / "labels").mkdir()
+    # box (20..60, 40..60) px; corners TL (20, 40), TR (60, 42), BR (58, 60), BL (22, 58)
+    good = "0 0.2 0.5 0.2 0.2 0.1 0.4 2 0.3 0.42 2 0.29 0.6 2 0.11 0.58 2"
+    hidden = "0 0.7 0.5 0.2 0.2 0.6 0.4 2 0.8 0.4 0 0.8 0.6 2 0.6 0.6 2"
+    (tmp_path / "labels" / "a.txt").write_text(f"{good}\n{hidden}\n")
+    (tmp_path / "data.yaml").write_text(
+        "path: .\ntrain: images\nkpt_shape: [4, 3]\nnames:\n  0: plate\n"
+    )
+    records, skips = read_yolo(tmp_path)
+    assert not skips
+    first, second = records[0].plates
+    np.testing.assert_allclose(
+        first.corners_array(), [[20, 40], [60, 42], [58, 60], [22, 58]], atol=1e-9
+    )
+    assert first.box_xyxy == pytest.approx((20.0, 40.0, 60.0, 60.0))
+    assert second.corners is None  # one corner with visibility 0: the quad is not known

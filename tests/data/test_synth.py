@@ -239,13 +239,15 @@ def test_prepare_round_trips_every_box_corner_and_text(tmp_path, fmt):
         np.testing.assert_allclose(got[order], want_boxes, rtol=0, atol=tol)
         texts = [m.texts[i] for i in order]
         corners = lb.points_to_original(m.corners.astype(np.float64))[order]
-        if fmt == "yolo":  # YOLO labels carry neither text nor corners
-            assert all(t == "" for t in texts) and np.isnan(corners).all()
-            continue
-        assert texts == [p.text for p in want]
-        if fmt == "ccpd":  # only CCPD names carry the 4 corners
+        if fmt == "voc":  # VOC objects carry no corners
+            assert np.isnan(corners).all()
+        else:  # CCPD names and YOLO-pose keypoints carry the 4 corners
             want_corners = np.array([p.corners for p in want], dtype=np.float64).reshape(-1, 4, 2)
             np.testing.assert_allclose(corners, want_corners, rtol=0, atol=tol)
+        if fmt == "yolo":  # YOLO labels carry no text
+            assert all(t == "" for t in texts)
+        else:
+            assert texts == [p.text for p in want]
 
 
 # -- the synthetic-to-real gap: traffic, far plates, tight boxes ----------------------------

@@ -18,7 +18,11 @@ its ``names`` give class names. Without it every image under ROOT is read, and a
 Label lines with more than 5 fields and an odd count are segmentation polygons
 ``cls x1 y1 x2 y2 ...``: they become the box enclosing their points (corners stay
 unknown: a polygon's point order is not fixed). If ``data.yaml`` declares
-``kpt_shape`` (a pose dataset), the keypoints after the first 5 fields are ignored.
+``kpt_shape`` (a pose dataset), the fields after the first 5 are keypoints: with
+``kpt_shape: [4, 2]`` or ``[4, 3]`` they are the plate's 4 corners, TL, TR, BR, BL,
+normalised like the box (``x y`` or ``x y visibility``; a corner with visibility 0
+makes the plate's corners unknown), the layout of YOLO-pose plate datasets and of
+``platelab data synth --formats yolo``; any other ``kpt_shape`` is ignored.
 Boxes are normalised to the image as displayed, i.e. after its EXIF orientation
 (as ultralytics and CVAT use it; see :mod:`platelab.data.imageio`). A label file
 may start with a UTF-8 byte-order mark (Windows editors write one).
@@ -142,12 +146,16 @@ def _walk(root: Path) -> list[tuple[Path, str | None]]:
     return out
 
 
-def parse_label_file(path: Path, keypoints: bool = False) -> list[tuple[int, np.ndarray]]:
-    """Read a label file into ``[(class_id, (4,) cxcywh_norm box)]``.
+def parse_label_file(
+    path: Path, keypoints: bool = False, corners: int = 0
+) -> list[tuple[int, np.ndarray, np.ndarray | None]]:
+    """Read a label file into ``[(class_id, (4,) cxcywh_norm box, (4, 2) corners_norm | None)]``.
 
     Args:
         path: the ``.txt`` file; blank lines are ignored.
-        keypoints: a pose dataset: keep the first 5 fields of each line, ignore the rest.
+        keypoints: a pose dataset: the fields after the first 5 are keypoints.
+        corners: with ``keypoints``, the values per keypoint of a 4-corner pose
+            dataset (2 or 3; 0: ignore the keypoints).
 
     Raises:
         ValueError: (the message names the file and line) a line with a wrong number of fields, a non-numeric or non-finite
@@ -166,6 +174,8 @@ def parse_label_file(path: Path, keypoints: bool = False) -> list[tuple[int, np.
                 f"{where}: expected 'cls cx cy w h' or a polygon 'cls x1 y1 x2 y2 x3 y3 ...',"
                 f" got {n} fields"
             )
+        if keypoints and corners and n != 5 + 4 * corners:
+            raise ValueError(f"{where}: expected 'cls cx cy w h' and 4 corners, got {n} fields")
         try:
             values = [float(v) for v in fields]
         except ValueError:
@@ -174,16 +184,30 @@ def parse_label_file(path: Path, keypoints: bool = False) -> list[tuple[int, np.
             raise ValueError(f"{where}: a value is not finite in {line.strip()!r}")
         if values[0] < 0 or values[0] != int(values[0]):
             raise ValueError(f"{where}: class must be a non-negative integer, got {fields[0]!r}")
+        quad = None
         if n == 5 or keypoints:
             box = np.array(values[1:5])
+            if keypoints and corners:
+                kpts = np.array(values[5:]).reshape(4, corners)
+                if corners == 2 or (kpts[:, 2] > 0).all():
+                    quad = kpts[:, :2]
         else:  # a polygon: its enclosing box, in the same normalised cxcywh
             pts = np.array(values[1:]).reshape(-1, 2)
             lo, hi = pts.min(axis=0), pts.max(axis=0)
             box = np.concatenate([(lo + hi) / 2, hi - lo])
         if box[2] <= 0 or box[3] <= 0:
             raise ValueError(f"{where}: box width and height must be positive: {line.strip()!r}")
-        boxes.append((int(values[0]), box))
+        boxes.append((int(values[0]), box, quad))
     return boxes
+
+
+def corner_layout(kpt_shape: object) -> int:
+    """Values per keypoint when ``kpt_shape`` is a 4-corner layout (``[4, 2]``/``[4, 3]``), else 0."""
+    if isinstance(kpt_shape, list | tuple) and len(kpt_shape) == 2:
+        k, d = kpt_shape
+        if k == 4 and d in (2, 3):
+            return int(d)
+    return 0
 
 
 def plate_class_ids(
@@ -254,6 +278,7 @@ def read_yolo(
     names = {int(k): str(v) for k, v in names.items()} if isinstance(names, dict) else None
     wanted = plate_class_ids(classes, names, root)
     keypoints = "kpt_shape" in cfg
+    corners = corner_layout(cfg.get("kpt_shape")) if keypoints else 0
     class_counts: Counter = Counter()
     records: list[ImageRecord] = []
     seen: dict[Path, str | None] = {}
@@ -272,20 +297,28 @@ def read_yolo(
             skips.append(Skip(display_path(image), f"{MISSING_LABEL} ({display_path(label)})"))
             continue
         try:
-            boxes = parse_label_file(label, keypoints) if label.is_file() else []
+            boxes = parse_label_file(label, keypoints, corners) if label.is_file() else []
         except (ValueError, OSError) as e:  # UnicodeDecodeError is a ValueError
             skips.append(Skip(display_path(image), f"malformed label: {e}"))
             continue
-        class_counts.update(c for c, _ in boxes)
-        boxes = [(c, b) for c, b in boxes if wanted is None or c in wanted]
+        class_counts.update(c for c, _, _ in boxes)
+        boxes = [x for x in boxes if wanted is None or x[0] in wanted]
         record = ImageRecord(path=image, source="yolo", subset=root.name, split=split, size=(w, h))
         record.meta["missing_label"] = not label.is_file()
         if boxes:
-            xyxy = cxcywh_norm_to_xyxy(np.stack([b for _, b in boxes]), w, h)
-            record.plates = [Plate(box_xyxy=tuple(float(v) for v in row)) for row in xyxy]
-        record.meta["class_ids"] = [c for c, _ in boxes]
+            xyxy = cxcywh_norm_to_xyxy(np.stack([b for _, b, _ in boxes]), w, h)
+            record.plates = [
+                Plate(
+                    box_xyxy=tuple(float(v) for v in row),
+                    corners=None
+                    if q is None
+                    else tuple((float(x * w), float(y * h)) for x, y in q),
+                )
+                for row, (_, _, q) in zip(xyxy, boxes, strict=True)
+            ]
+        record.meta["class_ids"] = [c for c, _, _ in boxes]
         if names:
-            record.meta["class_names"] = [str(names.get(c, c)) for c, _ in boxes]
+            record.meta["class_names"] = [str(names.get(c, c)) for c, _, _ in boxes]
         records.append(record)
     _check_classes(root, wanted, names, class_counts)
     logger.info("YOLO %s: %d images, %d skipped", root, len(records), len(skips))

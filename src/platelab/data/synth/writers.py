@@ -7,7 +7,9 @@ Layouts under ``OUT``:
     ccpd/splits/{train,val,test}.txt     paths relative to ccpd/
     yolo/data.yaml                       path: ., train/val/test: images/{train,val,test}
     yolo/images/{train,val,test}/<stem>.jpg
-    yolo/labels/{train,val,test}/<stem>.txt  "0 cx cy w h" per plate, empty for a negative
+    yolo/labels/{train,val,test}/<stem>.txt  "0 cx cy w h x1 y1 2 ... x4 y4 2" per plate
+                                         (YOLO-pose, kpt_shape [4, 3]: the 4 corners
+                                         TL, TR, BR, BL), empty for a negative
     voc/JPEGImages/<stem>.jpg
     voc/Annotations/<stem>.xml           objects named "plate", with a <text> child
     voc/ImageSets/Main/{train,val,test}.txt
@@ -117,7 +119,8 @@ def _yolo(root: Path, stem: str, scene: Scene, split: str, jpeg: bytes) -> str:
     lines = []
     for p in scene.plates:
         cx, cy, bw, bh = xyxy_to_cxcywh_norm(np.array([p.box_xyxy]), w, h)[0]
-        lines.append(f"0 {cx:.12g} {cy:.12g} {bw:.12g} {bh:.12g}\n")
+        kpts = " ".join(f"{x / w:.12g} {y / h:.12g} 2" for x, y in np.asarray(p.corners))
+        lines.append(f"0 {cx:.12g} {cy:.12g} {bw:.12g} {bh:.12g} {kpts}\n")
     _write(root / f"labels/{split}/{stem}.txt", "".join(lines))
     return rel
 
@@ -180,5 +183,6 @@ def write_index_files(out: Path, formats, splits: dict[str, dict[str, list[str]]
                 (out / "yolo" / "images" / split).mkdir(parents=True, exist_ok=True)
                 (out / "yolo" / "labels" / split).mkdir(parents=True, exist_ok=True)
             yaml = "path: .\ntrain: images/train\nval: images/val\ntest: images/test\n"
+            yaml += "kpt_shape: [4, 3]  # the plate's corners: TL, TR, BR, BL (x, y, visible)\n"
             yaml += "names:\n  0: plate\n"
             _write(out / "yolo" / "data.yaml", yaml)
