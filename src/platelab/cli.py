@@ -12,9 +12,10 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from platelab import __version__
-from platelab.errors import PlatelabError, is_disk_full
+from platelab.errors import PlatelabError, is_disk_full, one_line
 
 logger = logging.getLogger("platelab")
 INFERENCE_COMMANDS = ("eval", "bench", "predict", "export")
@@ -37,6 +38,36 @@ def _fractions(text: str) -> tuple[float, float, float]:
     if len(parts) != 3 or any(p < 0 for p in parts) or sum(parts) <= 0:
         raise argparse.ArgumentTypeError(f"expected three fractions like 0.8,0.1,0.1, got {text!r}")
     return parts  # type: ignore[return-value]
+
+
+def _count(minimum: int):
+    """An argparse type: an integer of at least ``minimum`` (1: a size, 0: a count)."""
+
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            n = None
+        if n is None or n < minimum:
+            what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return n
+
+    parse.__name__ = "positive" if minimum == 1 else "count"  # argparse names it in errors
+    return parse
+
+
+_positive, _non_negative = _count(1), _count(0)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line (``platelab: error: ...``) and exit 2.
+
+    Subparsers are made with the parent's class, so every command behaves alike.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"platelab: error: {one_line(message)} (see: {self.prog} --help)\n")
 
 
 def _workers(text: str) -> int:
@@ -325,7 +356,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 # -- parser ------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="platelab",
         description="License-plate localisation: data, training, evaluation, comparison, deployment.",
     )
@@ -387,10 +418,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", type=Path, required=True, help="a prepared dataset")
     s.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
     s.add_argument("--out", type=Path, help="default: RUN/eval_<dataset>_<split>")
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--workers", type=int, default=2, help="loader processes")
+    s.add_argument("--batch-size", type=_positive, default=32)
+    s.add_argument("--workers", type=_non_negative, default=2, help="loader processes")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    s.add_argument("--gallery", type=int, default=16, help="worst cases to draw (0: none)")
+    s.add_argument(
+        "--gallery", type=_non_negative, default=16, help="worst cases to draw (0: none)"
+    )
     s.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("compare", help="train, evaluate and time several models alike")
@@ -404,10 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--eval-set", type=_named_path, action="append", metavar="NAME=DATASET",
         help="also evaluate on this prepared dataset, whole (repeatable)",
     )  # fmt: skip
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--workers", type=int, default=2, help="loader processes")
-    s.add_argument("--bench-batch", type=int, default=8, help="throughput batch")
-    s.add_argument("--threads", type=int, help="CPU threads for timing (default: torch's)")
+    s.add_argument("--batch-size", type=_positive, default=32)
+    s.add_argument("--workers", type=_non_negative, default=2, help="loader processes")
+    s.add_argument("--bench-batch", type=_positive, default=8, help="throughput batch")
+    s.add_argument("--threads", type=_positive, help="CPU threads for timing (default: torch's)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("overrides", nargs="*", metavar="key=value", help="training keys for all")
     s.set_defaults(func=cmd_compare)
@@ -415,10 +448,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("bench", help="latency, throughput, params, MB and GFLOPs")
     s.add_argument("targets", nargs="+", metavar="MODEL_OR_CHECKPOINT")
     s.add_argument("--size", type=_size, help="WxH (default: the checkpoint's, else 640x480)")
-    s.add_argument("--batch", type=int, default=8, help="throughput batch (latency: batch 1)")
-    s.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    s.add_argument("--batch", type=_positive, default=8, help="throughput batch (latency: batch 1)")
+    s.add_argument("--threads", type=_positive, help="CPU threads (default: torch's)")
     s.add_argument("--runtime", default="torch", help="comma-separated: torch,onnx")
-    s.add_argument("--iters", type=int, default=30, help="timed runs per figure, at most")
+    s.add_argument("--iters", type=_positive, default=30, help="timed runs per figure, at most")
     s.add_argument("--channels-last", action="store_true", help="torch in channels_last")
     s.add_argument("--csv", type=Path, help="also write the rows here")
     s.set_defaults(func=cmd_bench)
@@ -432,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--parity-images", type=Path, nargs="+", metavar="FILE_OR_DIR",
         help="photos for the parity check (default: the run's test photos)",
     )  # fmt: skip
-    s.add_argument("--parity-n", type=int, default=8, help="photos to check, at most")
+    s.add_argument("--parity-n", type=_positive, default=8, help="photos to check, at most")
     s.add_argument("--opset", type=int)
     s.set_defaults(func=cmd_export)
 
@@ -441,16 +474,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("source", type=Path, metavar="SOURCE", help="an image, a folder or a video")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
-    s.add_argument("--batch", type=int, default=8)
+    s.add_argument("--batch", type=_positive, default=8)
     s.add_argument("--conf", type=float, default=0.5, help="draw boxes scoring at least this")
-    s.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
+    s.add_argument("--threads", type=_positive, help="CPU threads (default: torch's)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--no-save", action="store_true", help="only write predictions.jsonl")
     s.set_defaults(func=cmd_predict)
 
     s = sub.add_parser("demo", help="the main job on built-in synthetic data")
     s.add_argument("--out", type=Path, default=Path("runs/demo"))
-    s.add_argument("--scenes", type=int, default=2000, help="synthetic scenes to render")
+    s.add_argument("--scenes", type=_positive, default=2000, help="synthetic scenes to render")
     s.add_argument(
         "--models", type=_models, default=["dwsep_small", "mobilenet_v3_small", "resnet18"]
     )
@@ -483,8 +516,8 @@ def main(argv: list[str] | None = None) -> int:
         tune_malloc()  # eager forward passes reuse warm pages (see platelab.eval.speed)
     try:
         return args.func(args)
-    except PlatelabError as e:
-        print(f"platelab: error: {e}", file=sys.stderr)
+    except PlatelabError as e:  # one line: no ANSI codes, line breaks or undecodable bytes
+        print(f"platelab: error: {one_line(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("platelab: interrupted", file=sys.stderr)

@@ -115,22 +115,34 @@ class CompareConfig:
     seed: int = 0
 
 
-def _check(cfg: CompareConfig) -> None:
-    from platelab.config import check_override
-    from platelab.data.manifest import dataset_canvas
-    from platelab.models import create_model, list_models
+def check_plan(models: Sequence[str], overrides: Sequence[str] = ()) -> None:
+    """Check the model names and training overrides of a comparison before any work.
 
-    if not cfg.models:
+    ``platelab demo`` calls it before it synthesises a dataset, so a typo fails in a
+    second, not after minutes of rendering.
+
+    Raises:
+        PlatelabError: no model, a model named twice, an unknown model (close matches
+            suggested), an unknown override key, or a key compare sets itself.
+    """
+    from platelab.config import check_override
+    from platelab.train import check_model_name
+
+    if not models:
         raise PlatelabError("--models names no model")
-    if len(set(cfg.models)) != len(cfg.models):
-        raise PlatelabError(f"--models names a model twice: {','.join(cfg.models)}")
-    known = set(list_models())
-    for name in cfg.models:
-        if name not in known and not name.startswith("timm/"):
-            create_model(name)  # raises the registry's error, with close matches
-    for kv in cfg.overrides:
+    if len(set(models)) != len(models):
+        raise PlatelabError(f"--models names a model twice: {','.join(models)}")
+    for name in models:
+        check_model_name(name)
+    for kv in overrides:
         if (key := check_override(kv)) in OWN_KEYS:
             raise PlatelabError(f"compare sets '{key}' itself (see --models, --data, --budget)")
+
+
+def _check(cfg: CompareConfig) -> None:
+    from platelab.data.manifest import dataset_canvas
+
+    check_plan(cfg.models, cfg.overrides)
     canvas = dataset_canvas(cfg.data)
     for name, ds in cfg.eval_sets.items():
         if (size := dataset_canvas(ds)) != canvas:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from platelab.data.augment import AugmentConfig
 from platelab.engine.config import EngineConfig
-from platelab.errors import PlatelabError
+from platelab.errors import PlatelabError, reason
 from platelab.geometry import parse_size
 from platelab.models.loss import LocalizationLoss
 
@@ -203,9 +203,19 @@ def load_config(path: Path | str | None = None, overrides: Sequence[str] = ()) -
         if not path.is_file():
             raise PlatelabError(f"config file not found: {path}")
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise PlatelabError(
+                f"{path} is not a YAML config: it is not UTF-8 text (a checkpoint or an image?)"
+            ) from None
+        except OSError as e:
+            raise PlatelabError(f"cannot read config {path}: {reason(e)}") from None
+        if "\x00" in text:
+            raise PlatelabError(f"{path} is not a YAML config: it holds binary data")
+        try:
+            loaded = yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise PlatelabError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
+            raise PlatelabError(f"{path} is not valid YAML: {reason(e)}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise PlatelabError(f"{path} must hold a mapping of config keys")
         data = loaded or {}

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from platelab.compare import Budget, CompareConfig, compare
+from platelab.compare import Budget, CompareConfig, check_plan, compare
 from platelab.errors import PlatelabError
 
 logger = logging.getLogger(__name__)
@@ -69,6 +69,23 @@ def prepare_real(root: Path, out: Path, size: tuple[int, int], workers: int) -> 
     return sets
 
 
+OVERRIDES = ("scheduler=onecycle", "lr=0.003")  # what the demo trains every model with
+
+
+def _check(cfg: DemoConfig) -> None:
+    """Everything the demo can check before it works: models, keys, numbers."""
+    check_plan(cfg.models, OVERRIDES)
+    for name, value in (("scenes", cfg.scenes), ("batch_size", cfg.batch_size)):
+        if value < 1:
+            raise PlatelabError(f"{name} must be a positive integer, got {value}")
+    if cfg.workers < 0:
+        raise PlatelabError(f"workers must be >= 0, got {cfg.workers}")
+    if not isinstance(cfg.budget, Budget):
+        raise PlatelabError(
+            f"budget must be a Budget (e.g. Budget.parse('2min')), got {cfg.budget!r}"
+        )
+
+
 def run_demo(cfg: DemoConfig) -> dict:
     """Synthesise, prepare, check, picture, compare; returns where everything is."""
     from platelab.data.check import check_dataset
@@ -76,6 +93,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     from platelab.data.show import show
     from platelab.data.synth import generate
 
+    _check(cfg)  # before minutes of rendering: a typo fails at once
     out = Path(cfg.out)
     synth, dataset = out / "synth", out / "dataset"
     logger.info("1/5 synthesising %d scenes into %s", cfg.scenes, synth)
@@ -110,7 +128,7 @@ def run_demo(cfg: DemoConfig) -> dict:
             out=out / "compare",
             budget=cfg.budget,
             eval_sets=real_sets,
-            overrides=("scheduler=onecycle", "lr=0.003"),
+            overrides=OVERRIDES,
             batch_size=cfg.batch_size,
             workers=cfg.workers,
             bench_time_s=cfg.bench_time_s,
