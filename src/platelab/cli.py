@@ -40,6 +40,11 @@ def _fractions(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
+def _names(text: str | None) -> list[str] | None:
+    """``"license-plate, lp"`` -> ``["license-plate", "lp"]``; None stays None."""
+    return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+
 def _count(minimum: int):
     """An argparse type: an integer of at least ``minimum`` (1: a size, 0: a count)."""
 
@@ -105,10 +110,19 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
         split=args.split,
         seed=args.seed,
         workers=args.workers,
+        yolo_classes=_names(args.yolo_classes),
+        voc_classes=_names(args.voc_classes),
+        missing_labels=args.missing_labels,
     )
     report = prepare(cfg)
     for s, c in report["counts"].items():
         print(f"{s:>5}: {c['images']} images, {c['plates']} plates, {c['negatives']} negatives")
+    missing = report["missing_labels"]
+    if missing["photos"]:
+        print(
+            f"{missing['photos']} photos have no label file: {missing['skipped']} skipped, "
+            f"{missing['negatives']} kept as negatives (--missing-labels {missing['policy']})"
+        )
     if report["skipped"]:
         print(f"skipped {len(report['skipped'])} inputs (reasons in prepare_report.json)")
     print(f"dataset written to {args.out}")
@@ -381,10 +395,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--yolo", type=Path, action="append", help="YOLO root (repeatable)")
     s.add_argument("--voc", type=Path, action="append", help="Pascal VOC root (repeatable)")
     s.add_argument("--out", type=Path, required=True)
-    s.add_argument("--size", type=_size, default=(640, 480), help="canvas WxH (default 640x480)")
-    s.add_argument("--split", type=_fractions, default=(0.8, 0.1, 0.1))
+    s.add_argument(
+        "--size", type=_size, default=(640, 480), help="canvas WxH, sides <= 8192 (default 640x480)"
+    )
+    s.add_argument(
+        "--split", type=_fractions, default=(0.8, 0.1, 0.1), help="train,val,test; sums to 1"
+    )
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--workers", type=_workers, default=1, help="processes (0 = all cores)")
+    s.add_argument(
+        "--yolo-classes",
+        help="plate classes of YOLO sources: ids or data.yaml names, comma-separated "
+        "(default: names that look like a plate, or the single class used)",
+    )
+    s.add_argument(
+        "--voc-classes",
+        help="plate class names of VOC sources, comma-separated, case/-/_ ignored "
+        "(default: plate, licence, license plate, number plate, lp, ...)",
+    )
+    s.add_argument(
+        "--missing-labels",
+        choices=["skip", "negative"],
+        default="skip",
+        help="a YOLO photo without a label file: skip it (default) or use it as a negative",
+    )
     s.set_defaults(func=cmd_data_prepare)
 
     s = dsub.add_parser("check", help="validate a prepared dataset (exit 1 on errors)")
