@@ -11,27 +11,33 @@ suggested (ultralytics' ``check_dict_alignment``), values are parsed with
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from platelab.data.augment import AugmentConfig
 from platelab.engine.config import EngineConfig
 from platelab.errors import PlatelabError, reason
 from platelab.geometry import parse_size
-from platelab.models.loss import LocalizationLoss
+from platelab.tasks import TASK_NAMES, get_task
 
-# ``loss.*`` keys are LocalizationLoss's own arguments: it owns their names and defaults.
-LOSS_KEYS = tuple(inspect.signature(LocalizationLoss).parameters)
+
+def loss_keys(task: str | None = None) -> tuple[str, ...]:
+    """The ``loss.*`` keys: the task's loss arguments (it owns their names and defaults);
+    without a task, those of every task."""
+    names = [task] if task else TASK_NAMES
+    return tuple(dict.fromkeys(k for n in names for k in get_task(n).loss_keys()))
 
 
 class TrainConfig(EngineConfig):
     """Everything ``platelab train`` reads (the engine's keys are inherited)."""
 
+    task: Literal["localize", "detect"] = Field(
+        "localize", description="what the model learns (platelab.tasks); sets monitor's default"
+    )
     model: str = Field("mobilenet_v3_small", description="registry name (platelab models)")
     data: Path = Field(description="a prepared dataset folder")
     size: str | None = Field(None, description="canvas WxH; None = the dataset's")
@@ -42,8 +48,18 @@ class TrainConfig(EngineConfig):
     exist_ok: bool = Field(False, description="start afresh in a run folder that holds a run")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     loss: dict[str, Any] = Field(
-        default_factory=dict, description="LocalizationLoss arguments (its defaults otherwise)"
+        default_factory=dict, description="the task's loss arguments (its defaults otherwise)"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _task_monitor(cls, data: Any) -> Any:
+        # Each task ranks checkpoints by its own metric unless monitor is given.
+        if isinstance(data, dict) and data.get("monitor") is None:
+            task = data.get("task") or "localize"
+            if task in TASK_NAMES:
+                data = {**data, "monitor": get_task(task).monitor}
+        return data
 
     @field_validator("size")
     @classmethod
@@ -53,13 +69,13 @@ class TrainConfig(EngineConfig):
         w, h = parse_size(str(v))
         return f"{w}x{h}"
 
-    @field_validator("loss")
-    @classmethod
-    def _loss(cls, v: dict[str, Any]) -> dict[str, Any]:
-        for key in v:
-            if key not in LOSS_KEYS:
-                raise ValueError(_suggest(key, LOSS_KEYS, "loss."))
-        return v
+    @model_validator(mode="after")
+    def _loss(self) -> TrainConfig:
+        keys = loss_keys(self.task)
+        for key in self.loss:
+            if key not in keys:
+                raise ValueError(_suggest(key, keys, "loss."))
+        return self
 
 
 def closest_key(name: str, choices: Sequence[str]) -> str | None:
@@ -121,8 +137,8 @@ def check_key(key: str, cls: type[BaseModel] = TrainConfig) -> None:
             return
         if sub is None:
             if _is_mapping(annotation):  # a section of free-form keys, like ``loss``
-                if part == "loss" and rest[0] not in LOSS_KEYS:
-                    raise PlatelabError(_suggest(rest[0], LOSS_KEYS, "loss."))
+                if part == "loss" and rest[0] not in loss_keys():
+                    raise PlatelabError(_suggest(rest[0], loss_keys(), "loss."))
                 if len(rest) == 1:
                     return
                 part, rest = f"{part}.{rest[0]}", rest[1:]

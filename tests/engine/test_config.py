@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
 import yaml
 
 from platelab.config import (
-    LOSS_KEYS,
     check_key,
     dump_config,
     load_config,
@@ -16,6 +16,7 @@ from platelab.config import (
 )
 from platelab.data.augment import AugmentConfig
 from platelab.errors import PlatelabError
+from platelab.models.loss import LocalizationLoss
 
 DATA = ["data=/datasets/plates"]
 
@@ -156,8 +157,22 @@ def test_check_key_accepts_every_nested_field():
     # the component-owned sections: their keys come from the component, not TrainConfig
     for name in AugmentConfig.model_fields:
         check_key(f"augment.{name}")
-    for name in LOSS_KEYS:
+    for name in (*inspect.signature(LocalizationLoss).parameters, "cls_loss", "corner_weight"):
         check_key(f"loss.{name}")
+
+
+def test_task_sets_the_monitor_default_and_its_loss_keys():
+    assert load_config(None, DATA).monitor == "mean_iou"
+    detect = load_config(None, [*DATA, "task=detect"])
+    assert detect.task == "detect" and detect.monitor == "ap50"
+    assert load_config(None, [*DATA, "task=detect", "monitor=ar"]).monitor == "ar"
+    assert load_config(None, [*DATA, "task=detect", "loss.cls_loss=focal"]).loss == {
+        "cls_loss": "focal"
+    }
+    with pytest.raises(PlatelabError, match="unknown key 'loss.cls_loss'"):
+        load_config(None, [*DATA, "loss.cls_loss=focal"])  # a localiser's loss has no such key
+    with pytest.raises(PlatelabError, match="task"):
+        load_config(None, [*DATA, "task=segment"])
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,11 @@ import torch
 
 from platelab.config import load_config, load_run_config
 from platelab.data.manifest import ManifestImage, write_manifest
+from platelab.data.resize import ResizedLoader
 from platelab.errors import PlatelabError
 from platelab.geometry import Letterbox
-from platelab.train import ResizedLoader, load_model_from_checkpoint, train
+from platelab.models.weights import load_model_from_checkpoint
+from platelab.train import train
 
 W, H = 64, 48
 REQUIRED_COLUMNS = [

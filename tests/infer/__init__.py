@@ -10,7 +10,7 @@ from torch import nn
 
 from platelab.engine.checkpoint import checkpoint_header, save_checkpoint
 from platelab.models import create_model
-from platelab.train import checkpoint_meta
+from platelab.models.weights import checkpoint_meta
 
 SCORE = 0.75  # sigmoid(log 3)
 

@@ -364,6 +364,7 @@ def build_loader(
     seed: int = 0,
     even: bool = False,
     drop_last: bool = False,
+    collate_fn: Callable[..., tuple[torch.Tensor, dict]] = collate_batch,
 ) -> DataLoader:
     """A ``DataLoader`` over a :class:`PlateStream` (training, or sharded evaluation).
 
@@ -371,19 +372,26 @@ def build_loader(
         even: pad shards so every rank yields as many batches (set it under DDP).
         drop_last: drop each worker's last incomplete batch (BatchNorm dislikes a
             batch of one).
+        collate_fn: samples -> ``(images, targets)``; the task's (the localiser's
+            :func:`collate_batch` by default).
 
     Returns:
         A :class:`StreamLoader` (``len()`` is exact); call ``loader.dataset.set_epoch(e)``
         before each epoch.
     """
     stream = PlateStream(dataset, split, augment, shuffle=shuffle, seed=seed, even=even)
-    return _loader(stream, batch_size, workers, collate_fn=collate_batch, drop_last=drop_last)
+    return _loader(stream, batch_size, workers, collate_fn=collate_fn, drop_last=drop_last)
 
 
 def build_eval_loader(
-    dataset: Path, split: str | Sequence[str], batch_size: int, *, workers: int = 0
+    dataset: Path,
+    split: str | Sequence[str],
+    batch_size: int,
+    *,
+    workers: int = 0,
+    collate_fn: Callable[..., tuple[torch.Tensor, dict]] = collate_batch,
 ) -> DataLoader:
     """A ``DataLoader`` over a :class:`PlateDataset`: every image once, in manifest order."""
     ds = PlateDataset(dataset, split)
-    collate = partial(collate_batch, canvas=ds.canvas)
+    collate = partial(collate_fn, canvas=ds.canvas)
     return _loader(ds, batch_size, workers, collate_fn=collate, shuffle=False)

@@ -30,11 +30,12 @@ from tqdm import tqdm
 
 from platelab.atomic import atomic_open
 from platelab.data.manifest import SPLITS, ManifestImage, dataset_canvas
+from platelab.data.resize import ResizedLoader
 from platelab.errors import PlatelabError
 from platelab.eval.gallery import write_gallery
 from platelab.eval.metrics import best_matches, evaluate, summarize
 from platelab.geometry import clip_boxes
-from platelab.train import ResizedLoader, load_model_from_checkpoint
+from platelab.models.weights import load_model_from_checkpoint
 
 log = logging.getLogger(__name__)
 

@@ -141,7 +141,7 @@ def load_target(target: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """A model to time and what describes it.
 
     A path that exists (a ``.pth`` or a run folder), or that looks like one, loads with
-    :func:`platelab.train.load_model_from_checkpoint`; anything else is a registry name
+    :func:`platelab.models.weights.load_model_from_checkpoint`; anything else is a registry name
     (random weights).
 
     Returns:
@@ -152,7 +152,7 @@ def load_target(target: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         PlatelabError: an unknown model (close matches suggested), a missing or bad checkpoint.
     """
     from platelab.models import create_model
-    from platelab.train import load_model_from_checkpoint
+    from platelab.models.weights import load_model_from_checkpoint
 
     path = Path(target)
     registry_like = "/" not in str(target) or str(target).startswith("timm/")

@@ -442,7 +442,7 @@ def export_checkpoint(
             unwritable ``out``, an unreadable parity image, a model the checker
             rejects, or parity outside the tolerance (the file stays, for inspection).
     """
-    from platelab.train import load_model_from_checkpoint
+    from platelab.models.weights import load_model_from_checkpoint
 
     onnx = _require_onnx()
     _require_ort()

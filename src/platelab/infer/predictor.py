@@ -238,7 +238,7 @@ class Predictor:
             module = model.to(dev).eval()
             self.model_name = str(getattr(model, "name", type(model).__name__))
         else:
-            from platelab.train import load_model_from_checkpoint
+            from platelab.models.weights import load_model_from_checkpoint
 
             module, self.info = load_model_from_checkpoint(model, device=dev)
             self.model_name = str(self.info["model"])

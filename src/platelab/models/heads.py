@@ -111,6 +111,7 @@ class Localizer(nn.Module):
         head: the :class:`BoxHead`.
     """
 
+    task = "localize"
     mean: Tensor
     std: Tensor
 
