@@ -1,0 +1,129 @@
+"""Does a detector trained only on synthetic scenes find the plates of real photos?
+
+Renders synthetic scenes (YOLO-pose labels: every plate with its 4 corners),
+prepares them at one canvas, trains ``task=detect`` for a fixed number of epochs
+(a fixed epoch count, not a wall-clock budget, so a busy machine gives the same
+model; the default is about 30 minutes of training on 2 idle cores), then
+evaluates the best checkpoint with ``platelab eval``'s code on the real samples in
+../shared/data/real (kaggle_voc, ccpd_base), prepared at the same canvas. Figures
+are in the photos' own pixels. Each stage is skipped when its output is already
+there (re-run it to evaluate again), so an interrupted run continues.
+
+    python benchmarks/detect_transfer.py --out runs/detect_transfer
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from platelab.config import load_config
+from platelab.data.prepare import PrepareConfig, prepare
+from platelab.data.synth import generate
+from platelab.demo import prepare_real
+from platelab.engine.checkpoint import LAST, load_checkpoint
+from platelab.geometry import parse_size
+from platelab.train import train
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+COLUMNS = ("images", "plates", "ap50", "ap50_95", "ar", "acc_iou50", "acc_iou70", "mean_iou",
+           "precision", "recall", "corner_error_px")  # fmt: skip
+
+
+def overrides(args: argparse.Namespace, dataset: Path, run: Path) -> list[str]:
+    """The training keys: ``platelab train task=detect <these>`` reproduces the run."""
+    return [
+        "task=detect",
+        f"model={args.model}",
+        f"data={dataset}",
+        f"out={run}",
+        f"epochs={args.epochs}",
+        f"batch_size={args.batch}",
+        f"workers={args.workers}",
+        f"lr={args.lr}",
+        "scheduler=cosine",
+        "warmup_epochs=1",
+        "ema=true",
+        f"seed={args.seed}",
+        f"augment.scale={args.zoom}",
+        "exist_ok=true",
+    ]
+
+
+def finished(run: Path, epochs: int) -> bool:
+    """True when ``run`` holds a completed run of ``epochs`` epochs."""
+    if not (run / LAST).is_file():
+        return False
+    return int(load_checkpoint(run / LAST).get("epoch", 0)) >= epochs
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("runs/detect_transfer"))
+    p.add_argument("--real", type=Path, default=REAL)
+    p.add_argument("--scenes", type=int, default=6000)
+    p.add_argument("--model", default="dwsep_small")
+    p.add_argument("--size", default="320x240", help="canvas of the synthetic and real datasets")
+    p.add_argument("--epochs", type=int, default=24)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--zoom", type=float, default=0.3, help="augment.scale")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    w, h = parse_size(args.size)
+    cores = os.cpu_count() or 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    synth, dataset, run = args.out / "synth", args.out / "dataset", args.out / "run"
+
+    if not (synth / "yolo" / "data.yaml").is_file():
+        start = time.perf_counter()
+        generate(synth, args.scenes, seed=args.seed, formats=("yolo",), workers=cores)
+        print(f"generate: {args.scenes} scenes in {time.perf_counter() - start:.0f} s")
+    if not (dataset / "prepare_report.json").is_file():
+        prepare(PrepareConfig(out=dataset, yolo=[synth / "yolo"], size=(w, h), workers=cores))
+
+    keys = overrides(args, dataset, run)
+    print("platelab train " + " ".join(keys), flush=True)
+    if not finished(run, args.epochs):
+        start = time.perf_counter()
+        train(load_config(None, keys))
+        print(f"trained in {(time.perf_counter() - start) / 60:.1f} min "
+              f"({torch.get_num_threads()} threads)")  # fmt: skip
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    minutes = sum(float(r["epoch_time_s"]) for r in rows) / 60
+    best = max(rows, key=lambda r: float(r["ap50"]))
+    results = {
+        "command": "python benchmarks/detect_transfer.py " + " ".join(
+            f"--{k} {v}" for k, v in vars(args).items() if k != "real"
+        ),
+        "train": " ".join(keys),
+        "epochs": len(rows),
+        "train_minutes": round(minutes, 1),
+        "synthetic_val": {k: round(float(best[k]), 3) for k in ("ap50", "ap50_95", "acc_iou50")},
+        "best_epoch": int(best["epoch"]),
+        "real": {},
+    }
+    print(f"{len(rows)} epochs, {minutes:.1f} min of training; best synthetic val ap50 "
+          f"{float(best['ap50']):.3f} at epoch {best['epoch']}")  # fmt: skip
+
+    from platelab.eval.evaluate import evaluate_checkpoint
+
+    print("".join(f"{c:>12}" for c in ("set", *COLUMNS)))
+    for name, real in prepare_real(args.real, args.out / "real", (w, h), cores).items():
+        m = evaluate_checkpoint(run, real, "all", args.out / f"eval_{name}", batch_size=8).metrics
+        results["real"][name] = {c: round(float(m.get(c, float("nan"))), 3) for c in COLUMNS}
+        print(f"{name:>12}" + "".join(f"{float(m.get(c, float('nan'))):>12.3f}" for c in COLUMNS))
+    (args.out / "detect_transfer.json").write_text(json.dumps(results, indent=2))
+    print(f"galleries and detect_transfer.json in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
