@@ -83,3 +83,31 @@ def save_tiny_checkpoint(path: Path, canvas: tuple[int, int] = (96, 64)) -> nn.M
         model.head.heatmap.weight.normal_(std=0.5)
     save_checkpoint_of(path, model, canvas)
     return model
+
+
+def seeing_detector(
+    name: str = "dwsep_tiny", canvas: tuple[int, int] = (160, 120), seed: int = 0
+) -> nn.Module:
+    """A ``task=detect`` model with random weights that look at the picture, in eval mode.
+
+    Fresh from ``create_model`` a detector is image-blind in eval mode (batch-norm
+    statistics at their defaults shrink the features to nothing, so every location
+    scores the prior): the statistics are recalibrated on random batches, and the output
+    convolutions drawn so that scores and boxes vary with the picture and a few plates
+    per image clear the deployment threshold.
+    """
+    torch.manual_seed(seed)
+    model = create_model(name, task="detect")
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # a plain average over the calibration batches
+    w, h = canvas
+    model.train()
+    with torch.no_grad():
+        for _ in range(2):
+            model(torch.randint(0, 256, (4, 3, h, w), dtype=torch.uint8))
+        for head in model.heads:
+            head.out.weight.normal_(std=0.1)
+            head.out.bias[0] = -2.0  # 4-7 plates per random 160x120 canvas at conf 0.25
+    return model.eval()

@@ -1,6 +1,7 @@
-"""ONNX export of a localiser, its metadata, and a parity check against PyTorch.
+"""ONNX export of a localiser or a detector, its metadata, and a parity check against PyTorch.
 
-The exported graph is all a user needs (timm ``utils/onnx.py`` does the same checks):
+The exported graph is all a user needs (timm ``utils/onnx.py`` does the same checks).
+A localiser (``task = "localize"``):
 
 * one input ``images`` ``[batch, 3, H, W]``: the photo already letterboxed to the
   canvas (pad value 114), RGB, uint8 ``0..255`` (the default) or float32 ``0..1``
@@ -10,10 +11,17 @@ The exported graph is all a user needs (timm ``utils/onnx.py`` does the same che
   :meth:`platelab.geometry.Letterbox.boxes_to_original`;
 * output ``scores`` ``[batch]`` float32: ``sigmoid(logit)``, the plate-presence
   probability;
-* ``metadata_props``: ``platelab_version``, ``model``, ``model_kwargs`` (JSON),
-  ``canvas`` (``"WxH"``), ``input_dtype``, ``pad_value``, ``mean`` and ``std``
+* ``metadata_props``: ``platelab_version``, ``task``, ``model``, ``model_kwargs``
+  (JSON), ``canvas`` (``"WxH"``), ``input_dtype``, ``pad_value``, ``mean`` and ``std``
   (JSON; informational, normalisation is inside the graph), and ``epoch`` and
   ``checkpoint`` (file name) when exported from a checkpoint.
+
+A detector (``task = "detect"``) has the same input and metadata, and the model's
+post-processing inside the graph: outputs ``boxes [batch, K, 4]``, ``scores [batch, K]``,
+``corners [batch, K, 4, 2]`` and ``num [batch]`` (int64), ``K = max_det``, and the
+settings in ``metadata_props`` (``conf``, ``iou``, ``max_det``, ``pre_nms``,
+``nms_iterations``); see :mod:`platelab.infer.detect_export`. A file without ``task``
+metadata is a localiser (exported before tasks existed).
 
 Export uses torch's dynamo exporter (the TorchScript one is deprecated in torch
 2.14) and writes the file atomically. :func:`onnx_session` is the one place that
@@ -42,6 +50,8 @@ from platelab.geometry import PAD_VALUE, Letterbox
 
 if TYPE_CHECKING:
     import onnxruntime
+
+    from platelab.tasks.detect_ops import PostprocessConfig
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +123,11 @@ class ExportReport:
     coordinate in canvas pixels, in original-photo pixels (real photos only, else
     None) and the largest score difference. ``tolerance_px`` is the box tolerance
     applied; ``metadata`` the ``metadata_props`` written; ``size_mb`` the file size.
+
+    A detector's report also has ``plates`` (kept by torch over all parity images: the
+    box differences are over those) and the largest corner difference
+    (``max_corner_diff_px``, ``max_corner_diff_orig_px``); ``postprocess`` holds the
+    settings baked into the graph. They are None for a localiser.
     """
 
     path: Path
@@ -128,6 +143,11 @@ class ExportReport:
     tolerance_px: float
     size_mb: float
     metadata: dict[str, str]
+    task: str = "localize"
+    plates: int | None = None
+    max_corner_diff_px: float | None = None
+    max_corner_diff_orig_px: float | None = None
+    postprocess: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: paths as strings."""
@@ -167,9 +187,12 @@ def _check_dtype(input_dtype: str) -> None:
 
 
 def model_metadata(model: nn.Module, canvas: tuple[int, int], input_dtype: str) -> dict[str, str]:
-    """The metadata every export carries, read from a Localizer's attributes."""
+    """The metadata every export carries, read from the model's attributes."""
+    from platelab.models.weights import model_task
+
     meta = {
         "platelab_version": __version__,
+        "task": model_task(model),
         "model": str(getattr(model, "name", type(model).__name__)),
         "model_kwargs": json.dumps(dict(getattr(model, "config", {})), sort_keys=True),
         "canvas": f"{int(canvas[0])}x{int(canvas[1])}",
@@ -191,37 +214,46 @@ def export_onnx(
     input_dtype: str = "uint8",
     metadata: dict[str, str] | None = None,
     opset: int | None = None,
+    postprocess: PostprocessConfig | None = None,
 ) -> Path:
     """Export ``model`` to ONNX with the contract in this module's docstring.
 
     Args:
-        model: a Localizer (any module with its output dict); exported on the CPU in
-            eval mode, its own mode and device are restored afterwards.
+        model: a Localizer or a Detector (its ``task`` attribute says which; any module
+            with a localiser's output dict is a localiser); exported on the CPU in eval
+            mode, its own mode and device are restored afterwards.
         out: the ``.onnx`` file; written atomically, its folder created.
         canvas: ``(W, H)`` of the letterboxed input.
         input_dtype: ``"uint8"`` (pixels 0..255) or ``"float32"`` (0..1).
         metadata: extra ``metadata_props``; they override the defaults of the same key.
         opset: ONNX opset; None takes the exporter's default.
+        postprocess: a detector's post-processing settings (default
+            :data:`platelab.tasks.detect.DEPLOY`); refused for a localiser.
 
     Returns:
         ``out`` as a Path.
 
     Raises:
-        PlatelabError: onnx/onnxscript missing, a bad ``input_dtype`` or canvas, or
-            ``out`` not writable.
+        PlatelabError: onnx/onnxscript missing, a bad ``input_dtype``, canvas or
+            ``postprocess``, or ``out`` not writable.
     """
+    from platelab.models.weights import model_task
+    from platelab.tasks import get_task
+
     onnx = _require_onnx()
     _check_dtype(input_dtype)
+    task = get_task(model_task(model))
+    wrap = _Wrap(task.name, postprocess)
     w, h = (int(v) for v in canvas)
     if w <= 0 or h <= 0:
         raise PlatelabError(f"canvas must be positive, got {w}x{h}")
     out = Path(out)
     _check_writable(out)  # before the export, which takes seconds to a minute
-    meta = model_metadata(model, (w, h), input_dtype) | dict(metadata or {})
+    meta = model_metadata(model, (w, h), input_dtype) | wrap.metadata | dict(metadata or {})
 
     was_training = model.training
     device = next(model.parameters(), torch.empty(0)).device
-    wrapper = ExportedModel(model, (w, h)).to("cpu").eval()
+    wrapper = wrap(model, (w, h)).to("cpu").eval()
     # batch 2 as the example: torch.export specialises a size-1 dimension to a constant
     example = torch.zeros(2, 3, h, w, dtype=torch.uint8)
     if input_dtype == "float32":
@@ -232,7 +264,7 @@ def export_onnx(
                 wrapper,
                 (example,),
                 input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES),
+                output_names=list(task.output_names),
                 opset_version=opset,
                 dynamo=True,
                 external_data=False,
@@ -243,13 +275,40 @@ def export_onnx(
         model.to(device).train(was_training)
     proto = program.model_proto
     onnx.helper.set_model_props(proto, {k: str(v) for k, v in meta.items()})
-    proto.doc_string = f"platelab {meta['model']} localiser, canvas {meta['canvas']}"
+    what = "detector" if task.name == "detect" else "localiser"
+    proto.doc_string = f"platelab {meta['model']} {what}, canvas {meta['canvas']}"
     try:
         atomic_write_bytes(out, proto.SerializeToString())
     except OSError as e:
         raise PlatelabError(f"cannot write {out}: {reason(e)}") from None
     log.debug("exported %s to %s (%.1f MB)", meta["model"], out, out.stat().st_size / 1e6)
     return out
+
+
+class _Wrap:
+    """Builds the module that is exported for a task, and the metadata it adds."""
+
+    def __init__(self, task: str, postprocess: PostprocessConfig | None) -> None:
+        self.task, self.metadata = task, {}
+        self.postprocess: PostprocessConfig | None = None
+        if task == "detect":
+            from platelab.infer.detect_export import check_postprocess, postprocess_metadata
+            from platelab.tasks.detect import DEPLOY
+
+            self.postprocess = check_postprocess(postprocess or DEPLOY)
+            self.metadata = postprocess_metadata(self.postprocess)
+        elif postprocess is not None:
+            raise PlatelabError(
+                f"post-processing settings (conf, iou, max_det) are for detectors; "
+                f"this is a {task} model"
+            )
+
+    def __call__(self, model: nn.Module, canvas: tuple[int, int]) -> nn.Module:
+        if self.task == "detect":
+            from platelab.infer.detect_export import ExportedDetector
+
+            return ExportedDetector(model, self.postprocess)
+        return ExportedModel(model, canvas)
 
 
 def _check_writable(out: Path, source: Path | None = None) -> None:
@@ -414,6 +473,7 @@ def export_checkpoint(
     tolerance_px: float = TOLERANCE_PX,
     opset: int | None = None,
     threads: int | None = None,
+    postprocess: PostprocessConfig | None = None,
 ) -> ExportReport:
     """Export a checkpoint (or a run folder's best epoch) to ONNX and check it.
 
@@ -426,6 +486,11 @@ def export_checkpoint(
     see ``TOLERANCE_PX``), 0.025 px for the mobile models, so the default 0.5 px has a
     5x margin.
 
+    A detector (the checkpoint's ``task``) is exported with its post-processing and
+    checked image by image with :func:`~platelab.infer.detect_export.parity_detect`:
+    both runtimes must keep the same plates (those within ``TOLERANCE_SCORE`` of the
+    threshold aside), their boxes and corners within ``tolerance_px`` canvas pixels.
+
     Args:
         checkpoint: a ``.pth`` written by ``platelab train``, or a run folder.
         out: the ``.onnx`` file to write (an existing checkpoint, or any torch archive,
@@ -433,14 +498,17 @@ def export_checkpoint(
         input_dtype: ``"uint8"`` or ``"float32"``.
         parity_images: RGB uint8 ``HxWx3`` arrays or image files, original photos.
         canvas: ``(W, H)``; default the canvas the checkpoint was trained on.
-        tolerance_px: box tolerance in canvas pixels.
+        tolerance_px: box (and corner) tolerance in canvas pixels.
         opset: ONNX opset; None takes the exporter's default.
         threads: onnxruntime threads for the parity run.
+        postprocess: a detector's post-processing settings (default
+            :data:`platelab.tasks.detect.DEPLOY`); refused for a localiser.
 
     Raises:
         PlatelabError: a missing or foreign checkpoint, onnx/onnxruntime missing, an
-            unwritable ``out``, an unreadable parity image, a model the checker
-            rejects, or parity outside the tolerance (the file stays, for inspection).
+            unwritable ``out``, an unreadable parity image, ``postprocess`` for a
+            localiser, a model the checker rejects, or parity outside the tolerance
+            (the file stays, for inspection).
     """
     from platelab.models.weights import load_model_from_checkpoint
 
@@ -449,20 +517,41 @@ def export_checkpoint(
     _check_dtype(input_dtype)
     _check_writable(Path(out), Path(checkpoint))  # before loading: never replace a checkpoint
     model, info = load_model_from_checkpoint(checkpoint)
+    task = str(info.get("task") or "localize")
+    wrap = _Wrap(task, postprocess)  # bad or misplaced settings fail before the export
     canvas = tuple(int(v) for v in (canvas or info["input_size"] or (640, 480)))
     canvases, letterboxes = letterbox_canvases(parity_images, canvas)  # bad images fail early
     extra = {"checkpoint": Path(info["path"]).name}
     if info.get("epoch") is not None:
         extra["epoch"] = str(info["epoch"])
-    path = export_onnx(model, out, canvas, input_dtype=input_dtype, metadata=extra, opset=opset)
+    path = export_onnx(
+        model,
+        out,
+        canvas,
+        input_dtype=input_dtype,
+        metadata=extra,
+        opset=opset,
+        postprocess=wrap.postprocess,
+    )
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as e:
         raise PlatelabError(f"onnx.checker rejects {path}: {reason(e)}") from None
 
-    diffs = parity(
-        model, onnx_session(path, threads), canvases, letterboxes, input_dtype=input_dtype
-    )
+    session = onnx_session(path, threads)
+    if task == "detect":
+        from platelab.infer.detect_export import parity_detect
+
+        diffs = parity_detect(
+            wrap(model, canvas).eval(),
+            session,
+            canvases,
+            letterboxes,
+            input_dtype=input_dtype,
+            score_tolerance=TOLERANCE_SCORE,
+        )
+    else:
+        diffs = parity(model, session, canvases, letterboxes, input_dtype=input_dtype)
     report = ExportReport(
         path=path,
         checkpoint=Path(info["path"]),
@@ -477,10 +566,25 @@ def export_checkpoint(
         tolerance_px=tolerance_px,
         size_mb=path.stat().st_size / 1e6,
         metadata=read_metadata(path),
+        task=task,
     )
-    if report.max_box_diff_px > tolerance_px or report.max_score_diff > TOLERANCE_SCORE:
+    if task == "detect":
+        report.plates = diffs["plates"]
+        report.max_corner_diff_px = diffs["max_corner_diff_px"]
+        report.max_corner_diff_orig_px = diffs["max_corner_diff_orig_px"]
+        report.postprocess = asdict(wrap.postprocess)
+        if diffs["mismatches"]:
+            image, n_torch, n_ort = diffs["mismatches"][0]
+            raise PlatelabError(
+                f"ONNX parity failed for {path}: parity image {image} keeps {n_ort} plate(s) "
+                f"in onnxruntime and {n_torch} in PyTorch "
+                f"({len(diffs['mismatches'])} image(s) differ)"
+            )
+    worst_px = max(report.max_box_diff_px, report.max_corner_diff_px or 0.0)
+    if worst_px > tolerance_px or report.max_score_diff > TOLERANCE_SCORE:
+        what = "box/corner" if task == "detect" else "box"
         raise PlatelabError(
-            f"ONNX parity failed for {path}: box diff {report.max_box_diff_px:.4f} px "
+            f"ONNX parity failed for {path}: {what} diff {worst_px:.4f} px "
             f"(tolerance {tolerance_px} px), score diff {report.max_score_diff:.2e} "
             f"(tolerance {TOLERANCE_SCORE:g})"
         )
