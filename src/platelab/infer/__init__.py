@@ -1,5 +1,5 @@
 """Deployment: ONNX export (:mod:`.export`), the :class:`Predictor` and ``platelab predict``."""
 
-from platelab.infer.predictor import Prediction, Predictor
+from platelab.infer.predictor import DetectionResult, PlateBox, Prediction, Predictor
 
-__all__ = ["Prediction", "Predictor"]
+__all__ = ["DetectionResult", "PlateBox", "Prediction", "Predictor"]

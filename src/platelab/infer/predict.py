@@ -8,8 +8,17 @@ Outputs under ``OUT``:
       {"source": "sub/a.jpg", "frame": null, "width": 800, "height": 600,
        "box_xyxy": [x_min, y_min, x_max, y_max], "score": 0.93, "plate": true}
 
-  ``source`` is relative to a SOURCE folder (the file name for a single file),
-  ``frame`` the 0-based frame index for a video, ``box_xyxy`` in original pixels. A file
+  for a localiser; a detector's line lists every plate scoring at least ``conf``, best
+  first, in the layout the reader (``platelab read``) extends with the text::
+
+      {"source": "sub/a.jpg", "frame": null, "width": 800, "height": 600,
+       "plates": [{"box_xyxy": [x_min, y_min, x_max, y_max],
+                   "corners": [[x, y], [x, y], [x, y], [x, y]], "det_score": 0.93}]}
+
+  (no top-level box: ``plates[0]`` is the best plate, ``plates == []`` an image without
+  one; corners are TL, TR, BR, BL). ``source`` is relative to a SOURCE folder (the
+  file name for a single file), ``frame`` the 0-based frame index for a video, boxes
+  and corners in original pixels. A file
   name that is not valid UTF-8 is still predicted; in ``source`` (and in printed lines)
   each undecodable byte is written as a backslash, ``x`` and two hex digits (the name
   bytes ``caf`` E9 ``.jpg`` become the text ``caf\\xe9.jpg``), control characters
@@ -17,7 +26,8 @@ Outputs under ``OUT``:
   of the name.
 * annotated images at the same relative paths (an image SOURCE: ``OUT/<name>``), or
   ``OUT/<stem>.mp4`` (``mp4v``, the input's fps and frame size) for a video. A box and its
-  score are drawn when ``score >= conf``.
+  score are drawn when ``score >= conf``; for a detector every plate: its box (green),
+  its corner polygon (magenta, a white dot on the top-left corner) and its score.
 
 A folder is searched recursively (sorted) for files with an extension from
 :data:`~platelab.data.imageio.IMAGE_EXTS`; videos inside a folder are not predicted
@@ -44,14 +54,16 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from platelab.data.imageio import IMAGE_EXTS, read_image
 from platelab.errors import PlatelabError, display_path, reason
-from platelab.infer.predictor import Prediction, Predictor
+from platelab.infer.predictor import DetectionResult, Prediction, Predictor
 
 log = logging.getLogger(__name__)
 
 VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm"})
 PREDICTIONS = "predictions.jsonl"
 BOX_COLOR = (0, 200, 0)  # green: the same in RGB and BGR order, so frames need no swap
+QUAD_COLOR = (255, 0, 255)  # magenta: symmetric in channel order too
 TEXT_COLOR = (255, 255, 255)
+LOCALIZE_CONF = 0.5  # a localiser's default threshold; a detector's is its DEPLOY conf
 DEFAULT_FPS = 25.0  # when a container does not report its frame rate
 
 
@@ -70,11 +82,20 @@ def draw_prediction(image: np.ndarray, pred: Prediction, conf: float = 0.5) -> n
     out = image.copy()
     if not pred.score >= conf:
         return out
-    h, w = out.shape[:2]
-    thick = max(1, round((w + h) / 2 * 0.003))  # ultralytics' line width rule
-    x0, y0, x1, y1 = (int(round(v)) for v in pred.box_xyxy)
+    _draw_box(out, pred.box_xyxy, f"plate {pred.score:.2f}")
+    return out
+
+
+def _thickness(image: np.ndarray) -> int:
+    h, w = image.shape[:2]
+    return max(1, round((w + h) / 2 * 0.003))  # ultralytics' line width rule
+
+
+def _draw_box(out: np.ndarray, box_xyxy: Any, label: str) -> None:
+    """Draw a box and its label (above the box, else inside its top edge) on ``out``."""
+    thick = _thickness(out)
+    x0, y0, x1, y1 = (int(round(v)) for v in box_xyxy)
     cv2.rectangle(out, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), BOX_COLOR, thick)
-    label = f"plate {pred.score:.2f}"
     font_scale = max(0.3, thick / 3)
     (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
     # Above the box when it fits, else inside its top edge.
@@ -90,7 +111,40 @@ def draw_prediction(image: np.ndarray, pred: Prediction, conf: float = 0.5) -> n
         1,
         cv2.LINE_AA,
     )
+
+
+def draw_detections(image: np.ndarray, result: DetectionResult, conf: float = 0.0) -> np.ndarray:
+    """Draw every plate of ``result`` scoring at least ``conf`` on a copy of ``image``.
+
+    Each plate: its box and score (green), its corner polygon (magenta) and a white dot
+    ringed in magenta on the top-left corner, so the reading direction shows. Lower
+    plates are drawn first, so the best one's label stays on top.
+
+    Args:
+        image: ``(H, W, 3)`` uint8, RGB or BGR (the colours are symmetric in channel
+            order), the image ``result`` was made on.
+        result: the detections, in ``image``'s pixels.
+        conf: the score threshold for drawing.
+    """
+    out = image.copy()
+    thick = _thickness(out)
+    for plate in reversed(result.plates):
+        if not plate.score >= conf:
+            continue
+        quad = np.round(plate.quad()).astype(np.int32)
+        cv2.polylines(out, [quad.reshape(-1, 1, 2)], True, QUAD_COLOR, thick, cv2.LINE_AA)
+        tl = (int(quad[0, 0]), int(quad[0, 1]))
+        cv2.circle(out, tl, 2 * thick + 1, QUAD_COLOR, -1, cv2.LINE_AA)
+        cv2.circle(out, tl, thick + 1, TEXT_COLOR, -1, cv2.LINE_AA)
+        _draw_box(out, plate.box_xyxy, f"{plate.score:.2f}")
     return out
+
+
+def draw_result(image: np.ndarray, result: Prediction | DetectionResult, conf: float) -> np.ndarray:
+    """:func:`draw_prediction` or :func:`draw_detections`, as ``result`` is."""
+    if isinstance(result, DetectionResult):
+        return draw_detections(image, result, conf)
+    return draw_prediction(image, result, conf)
 
 
 def find_images(folder: Path, exclude: Path | None = None) -> tuple[list[Path], list[Path]]:
@@ -115,7 +169,7 @@ class _Results:
 
     def __init__(self, out: Path, conf: float, save: bool) -> None:
         self.out, self.conf, self.save = out, conf, save
-        self.images = self.frames = self.plates = 0
+        self.images = self.frames = self.plates = self.with_plates = 0
         self.skipped: list[dict[str, str]] = []
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -123,27 +177,36 @@ class _Results:
         except OSError as e:
             raise PlatelabError(f"cannot write to {out}: {reason(e)}") from None
 
-    def add(self, source: str, frame: int | None, pred: Prediction) -> None:
-        plate = pred.score >= self.conf
+    def add(self, source: str, frame: int | None, pred: Prediction | DetectionResult) -> None:
         line = {
             "source": display_path(source),
             "frame": frame,
             "width": pred.width,
             "height": pred.height,
         }
-        line |= {"box_xyxy": list(pred.box_xyxy), "score": pred.score, "plate": plate}
+        if isinstance(pred, DetectionResult):
+            plates = pred.above(self.conf).plates
+            line["plates"] = [p.to_dict() for p in plates]
+            self.plates += len(plates)
+            self.with_plates += bool(plates)
+        else:
+            plate = pred.score >= self.conf
+            line |= {"box_xyxy": list(pred.box_xyxy), "score": pred.score, "plate": plate}
+            self.plates += plate
+            self.with_plates += plate
         self.file.write(json.dumps(line, ensure_ascii=False) + "\n")
-        self.plates += plate
         if frame is None:
             self.images += 1
         else:
             self.frames += 1
 
-    def save_image(self, rel: Path, image_rgb: np.ndarray, pred: Prediction) -> None:
+    def save_image(
+        self, rel: Path, image_rgb: np.ndarray, pred: Prediction | DetectionResult
+    ) -> None:
         if not self.save:
             return
         path = self.out / rel
-        bgr = cv2.cvtColor(draw_prediction(image_rgb, pred, self.conf), cv2.COLOR_RGB2BGR)
+        bgr = cv2.cvtColor(draw_result(image_rgb, pred, self.conf), cv2.COLOR_RGB2BGR)
         ok, data = cv2.imencode(path.suffix.lower(), bgr)
         if not ok:
             raise PlatelabError(f"cannot encode {path} as {path.suffix}")
@@ -223,7 +286,7 @@ def _predict_video(predictor: Predictor, path: Path, res: _Results, progress: bo
                     res.add(path.name, index, pred)
                     index += 1
                     if writer is not None:
-                        drawn = draw_prediction(frame, pred, res.conf)
+                        drawn = draw_result(frame, pred, res.conf)
                         if drawn.shape[:2] != (h, w):  # a writer drops frames of another size
                             drawn = cv2.resize(drawn, (w, h))
                         writer.write(drawn)
@@ -263,7 +326,7 @@ def run_predict(
     *,
     backend: str = "auto",
     batch_size: int = 8,
-    conf: float = 0.5,
+    conf: float | None = None,
     save: bool = True,
     threads: int | None = None,
     device: str = "cpu",
@@ -276,14 +339,18 @@ def run_predict(
             (then ``backend``, ``batch_size``, ``threads`` and ``device`` are its own).
         source: an image file, a folder, or a video (``.mp4 .avi .mov .mkv .webm``).
         out: output folder (created); see the module docstring for its contents.
-        conf: score at or above which an image counts as a plate and its box is drawn.
+        conf: score at or above which a plate counts, is drawn and (for a detector) is
+            written; None: 0.5 for a localiser, the Predictor's ``conf`` for a detector
+            (:data:`platelab.tasks.detect.DEPLOY`'s 0.25 unless it was given another).
         save: write annotated images or video; ``False`` writes only ``predictions.jsonl``.
         progress: show a tqdm bar.
 
     Returns:
         A summary: ``kind`` (image, folder or video), ``source``, ``out``, ``model``,
-        ``backend``, ``canvas`` ``[W, H]``, counts ``images``, ``frames``, ``plates``
-        (score >= conf), ``skipped`` (``[{"path", "reason"}]``), ``ignored_videos``
+        ``backend``, ``task``, ``canvas`` ``[W, H]``, ``conf`` (as resolved), counts
+        ``images``, ``frames``, ``plates`` (score >= conf: images with a plate for a
+        localiser, plates for a detector), ``with_plates`` (images or frames with at
+        least one), ``skipped`` (``[{"path", "reason"}]``), ``ignored_videos``
         (videos inside a folder), ``predictions`` (the jsonl), ``video`` (the annotated
         video or None), ``seconds`` and ``per_second`` (images or frames per second).
 
@@ -299,7 +366,7 @@ def run_predict(
             a model the Predictor refuses.
     """
     source, out = Path(source), Path(out)
-    if not 0.0 <= conf <= 1.0:
+    if conf is not None and not 0.0 <= conf <= 1.0:
         raise PlatelabError(f"conf must be within 0..1, got {conf}")
     if not source.exists():
         raise PlatelabError(f"source not found: {source}")
@@ -331,9 +398,16 @@ def run_predict(
         model
         if isinstance(model, Predictor)
         else Predictor(
-            model, backend=backend, batch_size=batch_size, threads=threads, device=device
+            model,
+            backend=backend,
+            batch_size=batch_size,
+            threads=threads,
+            device=device,
+            conf=conf,
         )
     )
+    if conf is None:
+        conf = predictor.conf if predictor.task == "detect" else LOCALIZE_CONF
 
     res = _Results(out, conf, save)
     video = None
@@ -354,10 +428,12 @@ def run_predict(
         "out": str(out),
         "model": predictor.model_name,
         "backend": predictor.backend,
+        "task": predictor.task,
         "canvas": list(predictor.canvas),
         "images": res.images,
         "frames": res.frames,
         "plates": res.plates,
+        "with_plates": res.with_plates,
         "conf": conf,
         "saved": save,
         "skipped": res.skipped,
@@ -377,7 +453,12 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
     lines = [
         f"predicted {n} {unit} with {summary['model']} ({summary['backend']}, {w}x{h}) in "
         f"{summary['seconds']:.2f} s ({summary['per_second']:.1f} {unit}/s); "
-        f"{summary['plates']} with a plate (score >= {summary['conf']:g})"
+        + (
+            f"{summary['plates']} plate(s) in {summary['with_plates']} {unit}"
+            if summary.get("task") == "detect"
+            else f"{summary['plates']} with a plate"
+        )
+        + f" (score >= {summary['conf']:g})"
     ]
     skipped = summary["skipped"]
     if skipped:

@@ -1,14 +1,25 @@
-"""Predict one plate box and a presence score per image, in the original image's pixels.
+"""Predict plates in images of any size, in the original image's pixels.
+
+A localiser (``task=localize``) gives one box and a presence score per image::
 
     from platelab.infer.predictor import Predictor
     predictor = Predictor("runs/exp/best_model_epoch_12.pth")   # or a run folder, or model.onnx
     pred = predictor("car.jpg")              # Prediction(box_xyxy=(x0, y0, x1, y1), score=0.97, ...)
     preds = predictor.predict([array, pil_image, "b.png"])
 
+A detector (``task=detect``, read from the checkpoint or the ONNX metadata) gives every
+plate scoring at least ``conf``, each with its box, its 4 corners and its score::
+
+    predictor = Predictor("runs/det/model.onnx")
+    result = predictor("street.jpg")         # DetectionResult(plates=[PlateBox(...), ...], ...)
+    for plate in result.plates:              # best first
+        quad = plate.quad()                  # float32 [4, 2]: TL, TR, BR, BL, for a perspective crop
+
 Every image is letterboxed into the model's canvas with :class:`~platelab.geometry.Letterbox`
-(the same geometry that prepared the training images), the model predicts a box on the
-canvas, and the same letterbox maps it back to the original image, clipped to
-``[0, width] x [0, height]``.
+(the same geometry that prepared the training images), the model predicts on the canvas,
+and the same letterbox maps boxes and corners back to the original image; boxes are
+clipped to ``[0, width] x [0, height]``, corners are not (a plate cut by the image edge
+keeps its true shape).
 
 Backends:
 
@@ -16,14 +27,19 @@ Backends:
   epoch; the canvas is the one it was trained at). uint8 pixels go in; the model normalises.
 * ``onnx``: a file written by ``platelab export`` (:mod:`platelab.infer.export`): input
   ``images`` ``[B, 3, H, W]`` (uint8, or float32 in ``[0, 1]`` per its ``input_dtype``
-  metadata), outputs ``boxes`` in canvas pixels and ``scores`` (sigmoid applied).
+  metadata), outputs ``boxes`` in canvas pixels and ``scores`` (sigmoid applied); a
+  detector's also ``corners`` and ``num``, post-processed in the graph.
+
+A detector in torch runs :func:`platelab.tasks.detect_ops.postprocess` with
+:data:`platelab.tasks.detect.DEPLOY`'s settings (its threshold set to ``conf``), the
+same as ``platelab export`` bakes into a graph by default.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -34,13 +50,18 @@ from torch import nn
 
 from platelab.data.imageio import read_image
 from platelab.errors import PlatelabError, reason
-from platelab.geometry import PAD_VALUE, Letterbox, clip_boxes, parse_size
+from platelab.geometry import PAD_VALUE, Letterbox, box_area, clip_boxes, parse_size
+from platelab.models.weights import model_task
+from platelab.tasks import get_task
 
 log = logging.getLogger(__name__)
 
 ImageInput: TypeAlias = np.ndarray | Image.Image | str | Path
 # (uint8 [B, 3, H, W] canvases) -> (boxes_xyxy [B, 4] canvas pixels, scores [B] in [0, 1])
 Runner: TypeAlias = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# (uint8 [B, 3, H, W] canvases) -> {"boxes" [B, K, 4], "scores" [B, K], "corners"
+# [B, K, 4, 2], "num" [B]}: postprocess's fixed-size output, canvas pixels, float64
+DetectRunner: TypeAlias = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 BACKENDS = ("auto", "torch", "onnx")
 CHECKPOINT_SUFFIXES = (".pth", ".pt")
@@ -67,6 +88,67 @@ class Prediction:
         d = asdict(self)
         d["box_xyxy"] = list(self.box_xyxy)
         return d
+
+
+@dataclass(frozen=True)
+class PlateBox:
+    """One detected plate.
+
+    Attributes:
+        box_xyxy: ``(x_min, y_min, x_max, y_max)`` in original-image pixels, clipped to
+            the image.
+        corners: the 4 corners ``((x, y), ...)`` in original-image pixels, in the order
+            TL, TR, BR, BL (as the plate reads); not clipped.
+        score: the detection score in ``[0, 1]``.
+    """
+
+    box_xyxy: tuple[float, float, float, float]
+    corners: tuple[tuple[float, float], ...]
+    score: float
+
+    def quad(self) -> np.ndarray:
+        """The corners as a float32 ``[4, 2]`` array (what ``cv2.getPerspectiveTransform`` takes)."""
+        return np.asarray(self.corners, dtype=np.float32).reshape(4, 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"box_xyxy": [4 floats], "corners": [[x, y] x4], "det_score"}``: the plate of a
+        ``predictions.jsonl`` line (the reader's layout, which adds the text)."""
+        return {
+            "box_xyxy": list(self.box_xyxy),
+            "corners": [list(c) for c in self.corners],
+            "det_score": self.score,
+        }
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    """Every plate a detector found in one image, best first.
+
+    Attributes:
+        plates: the plates scoring at least the predictor's ``conf``, by descending score.
+        width, height: the original image size in pixels.
+    """
+
+    plates: list[PlateBox]
+    width: int
+    height: int
+
+    @property
+    def top(self) -> PlateBox | None:
+        """The best-scored plate, or None when there is none."""
+        return self.plates[0] if self.plates else None
+
+    def above(self, conf: float) -> DetectionResult:
+        """The same result with only the plates scoring at least ``conf``."""
+        return DetectionResult([p for p in self.plates if p.score >= conf], self.width, self.height)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"width", "height", "plates": [PlateBox.to_dict(), ...]}``: plain JSON types."""
+        return {
+            "width": self.width,
+            "height": self.height,
+            "plates": [p.to_dict() for p in self.plates],
+        }
 
 
 def to_rgb(image: ImageInput) -> np.ndarray:
@@ -155,6 +237,17 @@ def _torch_runner(module: nn.Module, canvas: tuple[int, int], device: torch.devi
     return run
 
 
+def _torch_detect_runner(module: nn.Module, cfg: Any, device: torch.device) -> DetectRunner:
+    from platelab.tasks.detect_ops import postprocess
+
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            dets = postprocess(module(torch.from_numpy(images).to(device)), cfg)
+            return {k: v.float().cpu().numpy().astype(np.float64) for k, v in dets.items()}
+
+    return run
+
+
 def _onnx_runner(session: Any, input_dtype: str) -> Runner:
     input_name = session.get_inputs()[0].name
     if input_dtype not in ("uint8", "float32"):
@@ -168,8 +261,29 @@ def _onnx_runner(session: Any, input_dtype: str) -> Runner:
     return run
 
 
+def _onnx_detect_runner(session: Any, input_dtype: str) -> DetectRunner:
+    from platelab.tasks.detect import DETECT
+
+    input_name = session.get_inputs()[0].name
+    if input_dtype not in ("uint8", "float32"):
+        raise PlatelabError(f"unsupported ONNX input_dtype '{input_dtype}' (uint8 or float32)")
+    names = list(DETECT.output_names)
+
+    def run(images: np.ndarray) -> dict[str, np.ndarray]:
+        feed = images if input_dtype == "uint8" else images.astype(np.float32) / 255
+        outs = session.run(names, {input_name: feed})
+        return {k: np.asarray(v, np.float64) for k, v in zip(names, outs, strict=True)}
+
+    return run
+
+
 class Predictor:
     """Letterbox images of any size, run a model in batches, map the boxes back.
+
+    The task is the model's own (a module's ``task`` attribute, the checkpoint's or the
+    ONNX file's ``task``; a localiser when none is recorded): a localiser's
+    :meth:`predict` gives a :class:`Prediction` per image, a detector's a
+    :class:`DetectionResult`.
 
     Args:
         model: an ``nn.Module`` following the model output contract, a checkpoint
@@ -185,15 +299,23 @@ class Predictor:
         batch_size: images per forward pass; only one batch is held decoded at a time.
         threads: intra-op threads: the onnxruntime session's, or for torch
             ``torch.set_num_threads`` (process-wide); ``None`` keeps the default.
+        conf: a detector's score threshold: plates scoring less are dropped (default
+            :data:`platelab.tasks.detect.DEPLOY`'s, 0.25). An ONNX graph keeps only
+            plates at or above the ``conf`` it was exported with, so a lower value finds
+            no more there. A localiser ignores it (its predictions carry the score).
 
     Attributes:
         canvas: ``(W, H)``. model_name: the registry name (or class name of a bare
             module). backend: ``"torch"`` or ``"onnx"``. pad_value: the letterbox pad.
+        task: ``"localize"`` or ``"detect"``. conf: the detector's threshold.
+        postprocess: a detector's :class:`~platelab.tasks.detect_ops.PostprocessConfig`
+            (the ONNX graph's, read from its metadata); None for a localiser.
         info: where the model came from (checkpoint ``info`` or ONNX metadata).
 
     Raises:
         PlatelabError: a missing model, an unknown suffix or backend, a missing
-            onnxruntime, a module without ``canvas``, or a canvas an ONNX file cannot take.
+            onnxruntime, a module without ``canvas``, a canvas an ONNX file cannot take,
+            an unknown task or a ``conf`` outside ``0..1``.
     """
 
     def __init__(
@@ -205,13 +327,22 @@ class Predictor:
         device: str = "cpu",
         batch_size: int = 8,
         threads: int | None = None,
+        conf: float | None = None,
     ) -> None:
+        from platelab.tasks.detect import DEPLOY
+
         if batch_size < 1:
             raise PlatelabError(f"batch_size must be at least 1, got {batch_size}")
+        self.conf = DEPLOY.conf if conf is None else float(conf)
+        if not 0.0 <= self.conf <= 1.0:
+            raise PlatelabError(f"conf must be within 0..1, got {conf}")
         self.backend = _pick_backend(model, backend)
         self.batch_size = int(batch_size)
         self.pad_value = PAD_VALUE
         self.info: dict[str, Any] = {}
+        self.task = "localize"
+        self.postprocess: Any = None
+        self._run_detect: DetectRunner | None = None
         if self.backend == "onnx":
             if device != "cpu":
                 log.warning("the onnx backend runs on the CPU; device=%s is ignored", device)
@@ -237,16 +368,25 @@ class Predictor:
                 raise PlatelabError("canvas=(W, H) is required when the model is an nn.Module")
             module = model.to(dev).eval()
             self.model_name = str(getattr(model, "name", type(model).__name__))
+            self.task = model_task(model)
         else:
             from platelab.models.weights import load_model_from_checkpoint
 
             module, self.info = load_model_from_checkpoint(model, device=dev)
             self.model_name = str(self.info["model"])
+            self.task = str(self.info.get("task") or model_task(module))
             canvas = canvas or self.info.get("input_size")
             if canvas is None:
                 raise PlatelabError(f"{self.info['path']} records no input size: pass canvas")
         self.canvas = (int(canvas[0]), int(canvas[1]))
-        self._run = _torch_runner(module, self.canvas, dev)
+        get_task(self.task)  # an unknown task: one line
+        if self.task == "detect":
+            from platelab.tasks.detect import DEPLOY
+
+            self.postprocess = replace(DEPLOY, conf=self.conf)
+            self._run_detect = _torch_detect_runner(module, self.postprocess, dev)
+        else:
+            self._run = _torch_runner(module, self.canvas, dev)
 
     def _init_onnx(self, path: Path, canvas: tuple[int, int] | None, threads: int | None) -> None:
         from platelab.infer import export  # onnx/onnxruntime missing: a PlatelabError there
@@ -264,13 +404,31 @@ class Predictor:
         self.model_name = meta.get("model", path.stem)
         self.pad_value = int(meta.get("pad_value", PAD_VALUE))
         session = export.onnx_session(path, threads=threads)
-        self._run = _onnx_runner(session, meta.get("input_dtype", "uint8"))
+        self.task = get_task(meta.get("task")).name  # none recorded: a localiser
+        input_dtype = meta.get("input_dtype", "uint8")
+        if self.task == "detect":
+            from platelab.infer.detect_export import postprocess_from_metadata
+
+            self.postprocess = postprocess_from_metadata(meta)
+            if self.conf < self.postprocess.conf:
+                log.warning(
+                    "%s keeps plates scoring >= %g (its export's conf); conf=%g finds no more",
+                    path.name,
+                    self.postprocess.conf,
+                    self.conf,
+                )
+            self._run_detect = _onnx_detect_runner(session, input_dtype)
+        else:
+            self._run = _onnx_runner(session, input_dtype)
 
     def __repr__(self) -> str:
         w, h = self.canvas
-        return f"Predictor(model={self.model_name!r}, backend={self.backend!r}, canvas={w}x{h})"
+        return (
+            f"Predictor(model={self.model_name!r}, task={self.task!r}, "
+            f"backend={self.backend!r}, canvas={w}x{h})"
+        )
 
-    def predict(self, images: Sequence[ImageInput]) -> list[Prediction]:
+    def predict(self, images: Sequence[ImageInput]) -> list[Prediction] | list[DetectionResult]:
         """Predict every image, ``batch_size`` at a time.
 
         Args:
@@ -278,12 +436,13 @@ class Predictor:
                 PIL images or paths, any sizes, mixed freely.
 
         Returns:
-            One :class:`Prediction` per image, in order, in that image's own pixels.
+            One :class:`Prediction` (a localiser) or :class:`DetectionResult` (a detector)
+            per image, in order, in that image's own pixels.
 
         Raises:
             PlatelabError: an unreadable path or unsupported array (see :func:`to_rgb`).
         """
-        preds: list[Prediction] = []
+        preds: list = []
         for start in range(0, len(images), self.batch_size):
             chunk = [to_rgb(im) for im in images[start : start + self.batch_size]]
             preds.extend(self._predict_rgb(chunk))
@@ -291,8 +450,8 @@ class Predictor:
 
     def __call__(
         self, image_or_images: ImageInput | Sequence[ImageInput]
-    ) -> Prediction | list[Prediction]:
-        """One image -> one :class:`Prediction`; a list (or a ``[B, H, W, C]`` array) -> a list."""
+    ) -> Prediction | DetectionResult | list[Prediction] | list[DetectionResult]:
+        """One image -> one result; a list (or a ``[B, H, W, C]`` array) -> a list."""
         single = isinstance(image_or_images, str | Path | Image.Image) or (
             isinstance(image_or_images, np.ndarray) and image_or_images.ndim < 4
         )
@@ -300,7 +459,7 @@ class Predictor:
             return self.predict([image_or_images])[0]  # type: ignore[list-item]
         return self.predict(image_or_images)  # type: ignore[arg-type]
 
-    def _predict_rgb(self, images: list[np.ndarray]) -> list[Prediction]:
+    def _predict_rgb(self, images: list[np.ndarray]) -> list[Prediction] | list[DetectionResult]:
         """``images``: ``(H, W, 3)`` uint8 RGB arrays -> predictions, one forward pass."""
         if not images:
             return []
@@ -310,6 +469,11 @@ class Predictor:
             [lb.apply(im, self.pad_value) for lb, im in zip(letterboxes, images, strict=True)]
         )
         batch = np.ascontiguousarray(canvases.transpose(0, 3, 1, 2))  # [B, 3, H, W]
+        if self._run_detect is not None:
+            dets = self._run_detect(batch)
+            return [
+                detections_to_original(dets, i, lb, self.conf) for i, lb in enumerate(letterboxes)
+            ]
         boxes_canvas, scores = self._run(batch)
         preds = []
         for lb, box, score in zip(letterboxes, boxes_canvas, scores, strict=True):
@@ -323,3 +487,36 @@ class Predictor:
                 )
             )
         return preds
+
+
+def detections_to_original(
+    dets: dict[str, np.ndarray], i: int, lb: Letterbox, conf: float
+) -> DetectionResult:
+    """Image ``i`` of a post-processed batch, mapped from the canvas to its photo by ``lb``.
+
+    Args:
+        dets: ``{"boxes" [B, K, 4], "scores" [B, K], "corners" [B, K, 4, 2], "num" [B]}``
+            in canvas pixels (:func:`~platelab.tasks.detect_ops.postprocess`'s layout).
+        i: the image's index in the batch.
+        lb: the letterbox that made its canvas.
+        conf: plates scoring less are dropped.
+
+    Returns:
+        The plates in original pixels, by descending score: boxes clipped to the photo
+        (a plate wholly in the letterbox padding, whose clipped box is empty, is dropped),
+        corners mapped but not clipped.
+    """
+    n = int(dets["num"][i])
+    scores = dets["scores"][i, :n]
+    boxes = clip_boxes(lb.boxes_to_original(dets["boxes"][i, :n]), lb.orig_w, lb.orig_h)
+    corners = lb.points_to_original(dets["corners"][i, :n].reshape(-1, 4, 2))
+    keep = (scores >= conf) & (box_area(boxes) > 0)
+    plates = [
+        PlateBox(
+            box_xyxy=tuple(float(v) for v in box),  # type: ignore[arg-type]
+            corners=tuple((float(x), float(y)) for x, y in quad),
+            score=float(score),
+        )
+        for box, quad, score in zip(boxes[keep], corners[keep], scores[keep], strict=True)
+    ]
+    return DetectionResult(plates=plates, width=lb.orig_w, height=lb.orig_h)
