@@ -24,7 +24,7 @@ from platelab.eval.speed import (
     write_csv,
 )
 from platelab.models import count_flops, create_model
-from tests.infer import save_tiny_checkpoint
+from tests.infer import save_checkpoint_of, save_tiny_checkpoint, seeing_detector
 
 SIZE = (96, 64)
 QUICK = dict(size=SIZE, batch=2, warmup=1, iters=5, max_time_s=1.0)
@@ -56,6 +56,7 @@ def test_torch_and_onnx_rows_share_the_model_figures(both_runtimes):
     expected = {
         "name": "dwsep_tiny",
         "model": "dwsep_tiny",
+        "task": "localize",
         "threads": 1,
         "size": "96x64",
         "batch": 2,
@@ -79,6 +80,30 @@ def test_checkpoint_target_uses_its_canvas_and_file_size(tmp_path):
     assert row["threads"] == torch.get_num_threads() and row["channels_last"] is False
     cl = bench_one(path, "torch", BenchConfig(size=SIZE, warmup=0, iters=3, channels_last=True))
     assert cl["size"] == "96x64" and cl["channels_last"] is True
+
+
+def test_detectors_bench_as_deployed_in_both_runtimes(tmp_path):
+    pytest.importorskip("onnxruntime")
+    ckpt = save_checkpoint_of(tmp_path / "det.pth", seeing_detector("dwsep_tiny", SIZE), SIZE)
+    cfg = BenchConfig(**QUICK, threads=1, runtimes=("torch", "onnx"))
+    rows = bench([ckpt], cfg)  # the checkpoint's own task
+    rows += bench(
+        ["dwsep_tiny"], BenchConfig(**QUICK, threads=1, runtimes=("torch", "onnx"), task="detect")
+    )
+    detector = create_model("dwsep_tiny", task="detect")
+    gflops = count_flops(detector, SIZE) / 1e9  # the model's: postprocess has no conv/matmul
+    assert gflops > count_flops(create_model("dwsep_tiny"), SIZE) / 1e9  # neck and heads
+    for row in rows:
+        _check_figures(row)
+        assert (row["task"], row["model"], row["size"]) == ("detect", "dwsep_tiny", "96x64")
+        assert row["gflops"] == pytest.approx(gflops)
+        assert row["params"] == sum(p.numel() for p in detector.parameters())
+    assert [r["runtime"] for r in rows] == ["torch", "onnx", "torch", "onnx"]
+    assert rows[0]["size_kind"] == "checkpoint" and rows[2]["size_kind"] == "fp32_weights"
+    with pytest.raises(PlatelabError, match="is a detect checkpoint: --task localize is for"):
+        bench_one(ckpt, "torch", BenchConfig(**QUICK, task="localize"))
+    with pytest.raises(PlatelabError, match="unknown task 'segment'"):
+        bench_one("dwsep_tiny", "torch", BenchConfig(**QUICK, task="segment"))
 
 
 def test_time_runs_counts_warmup_iters_and_stops_early():
@@ -155,3 +180,12 @@ def test_batch_1_throughput_is_the_latency_runs_not_a_second_timing():
     cfg = BenchConfig(**{**QUICK, "batch": 1}, threads=1)
     row = bench_one("dwsep_tiny", "torch", cfg)
     assert row["throughput_img_s"] == pytest.approx(row["fps"], rel=1e-9)  # same runs
+
+
+def test_cli_bench_task_detect_names_the_task(capsys):
+    from platelab.cli import main
+
+    args = ["bench", "dwsep_tiny", "--task", "detect", "--size", "96x64", "--batch", "1"]
+    assert main([*args, "--iters", "2", "--threads", "1"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "| task" in table[1] and "| dwsep_tiny | detect" in table[3]

@@ -12,6 +12,13 @@ For each target (a registry name or a checkpoint) and runtime (``torch`` eager o
   which), and GFLOPs at batch 1 (``platelab.models.count_flops``: 2 per multiply-add,
   convolutions and matmuls).
 
+A target is timed as its task (``task`` column): a checkpoint's own, a registry name's
+``BenchConfig.task`` (default ``localize``). A detector is timed as it is deployed: the
+model and :func:`~platelab.tasks.detect_ops.postprocess` with
+:data:`~platelab.tasks.detect.DEPLOY` (threshold, Cluster-NMS, ``max_det``) in torch,
+the exported graph that holds both in onnxruntime. Its GFLOPs are the model's: the
+post-processing has no convolution or matmul (its IoU matrix is elementwise).
+
 Allocator: eager torch allocates every activation afresh, and glibc's default
 malloc serves large blocks with ``mmap`` and trims the heap after they are freed, so
 each forward pass page-faults its memory back in. How often depends on what the
@@ -55,6 +62,7 @@ DEFAULT_SIZE = (640, 480)
 COLUMNS = [
     "name",
     "model",
+    "task",
     "runtime",
     "threads",
     "size",
@@ -88,6 +96,8 @@ class BenchConfig:
             the figures are for the model as ``platelab predict`` runs it. Ignored by
             the onnx runtime (onnxruntime picks its own layouts).
         tune_malloc: call :func:`tune_malloc` first (see the module docstring).
+        task: the task a registry name is built and timed for (None: ``localize``); a
+            checkpoint has its own, and naming another task for it is an error.
     """
 
     size: tuple[int, int] | None = None
@@ -99,6 +109,7 @@ class BenchConfig:
     max_time_s: float = 5.0
     channels_last: bool = False
     tune_malloc: bool = True
+    task: str | None = None
 
 
 def tune_malloc() -> bool:
@@ -137,38 +148,47 @@ def _check(cfg: BenchConfig, runtime: str) -> None:
         raise PlatelabError(f"threads must be >= 1, got {cfg.threads}")
 
 
-def load_target(target: str | Path) -> tuple[nn.Module, dict[str, Any]]:
+def load_target(target: str | Path, task: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """A model to time and what describes it.
 
     A path that exists (a ``.pth`` or a run folder), or that looks like one, loads with
     :func:`platelab.models.weights.load_model_from_checkpoint`; anything else is a registry name
-    (random weights).
+    (random weights), built for ``task`` (None: ``localize``).
 
     Returns:
         ``(model in eval mode on the CPU, info)``; ``info`` has ``model`` (registry name),
-        ``canvas`` (``(W, H)`` or None), ``size_mb`` and ``size_kind``.
+        ``task``, ``canvas`` (``(W, H)`` or None), ``size_mb`` and ``size_kind``.
 
     Raises:
-        PlatelabError: an unknown model (close matches suggested), a missing or bad checkpoint.
+        PlatelabError: an unknown model (close matches suggested) or task, a missing or bad
+            checkpoint, or a ``task`` other than the checkpoint's.
     """
-    from platelab.models import create_model
     from platelab.models.weights import load_model_from_checkpoint
+    from platelab.tasks import get_task
 
     path = Path(target)
     registry_like = "/" not in str(target) or str(target).startswith("timm/")
     if path.exists() or path.suffix in (".pth", ".pt") or not registry_like:
         model, info = load_model_from_checkpoint(path)
+        own = str(info.get("task") or "localize")
+        if task is not None and task != own:
+            raise PlatelabError(
+                f"{target} is a {own} checkpoint: --task {task} is for registry names only"
+            )
         return model, {
             "model": info["model"],
+            "task": own,
             "canvas": info["input_size"],
             "size_mb": Path(info["path"]).stat().st_size / 1e6,
             "size_kind": "checkpoint",
         }
     from platelab.engine.trainer import weights_size_mb
 
-    model = create_model(str(target)).eval()
+    kind = get_task(task)
+    model = kind.build_model(str(target)).eval()
     return model, {
         "model": model.name,
+        "task": kind.name,
         "canvas": None,
         "size_mb": weights_size_mb(model),
         "size_kind": "fp32_weights",
@@ -199,9 +219,16 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
-def _torch_runner(model: nn.Module, cfg: BenchConfig) -> Callable[[np.ndarray], Callable]:
+def _torch_runner(
+    model: nn.Module, cfg: BenchConfig, task: str = "localize"
+) -> Callable[[np.ndarray], Callable]:
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    forward: Callable[[torch.Tensor], Any] = model
+    if task == "detect":  # timed as deployed: the model and its post-processing
+        from platelab.infer.detect_export import ExportedDetector
+
+        forward = ExportedDetector(model).eval()
 
     def make(images: np.ndarray) -> Callable[[], Any]:
         x = torch.from_numpy(images)
@@ -210,7 +237,7 @@ def _torch_runner(model: nn.Module, cfg: BenchConfig) -> Callable[[np.ndarray], 
 
         def run() -> Any:
             with torch.inference_mode():
-                return model(x)
+                return forward(x)
 
         return run
 
@@ -246,7 +273,7 @@ def bench_one(target: str | Path, runtime: str, cfg: BenchConfig) -> dict[str, A
     _check(cfg, runtime)
     if cfg.tune_malloc:
         tune_malloc()
-    model, info = load_target(target)
+    model, info = load_target(target, cfg.task)
     w, h = cfg.size or info["canvas"] or DEFAULT_SIZE
     before = torch.get_num_threads()
     threads = cfg.threads or before
@@ -258,7 +285,7 @@ def bench_one(target: str | Path, runtime: str, cfg: BenchConfig) -> dict[str, A
         many = rng.integers(0, 256, (cfg.batch, 3, h, w), dtype=np.uint8)
         with tempfile.TemporaryDirectory(prefix="platelab-bench-") as tmp:
             if runtime == "torch":
-                make = _torch_runner(model, cfg)
+                make = _torch_runner(model, cfg, info["task"])
             else:
                 make = _onnx_runner(model, (w, h), threads, Path(tmp))
             lat = time_runs(make(one), cfg.warmup, cfg.iters, cfg.max_time_s)
@@ -274,6 +301,7 @@ def bench_one(target: str | Path, runtime: str, cfg: BenchConfig) -> dict[str, A
     return {
         "name": str(target),
         "model": info["model"],
+        "task": info["task"],
         "runtime": runtime,
         "threads": threads,
         "size": f"{w}x{h}",
@@ -336,6 +364,7 @@ def read_csv(path: Path | str) -> list[dict[str, Any]]:
 
 _TABLE = [  # header, key, format
     ("name", "name", "{}"),
+    ("task", "task", "{}"),
     ("runtime", "runtime", "{}"),
     ("threads", "threads", "{}"),
     ("size", "size", "{}"),
@@ -359,14 +388,14 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
     def line(values: Sequence[str]) -> str:
         out = [
-            v.ljust(wd) if i < 2 else v.rjust(wd)
+            v.ljust(wd) if i < 3 else v.rjust(wd)
             for i, (v, wd) in enumerate(zip(values, widths, strict=True))
         ]
         return "| " + " | ".join(out) + " |"
 
     rule = (
         "|"
-        + "|".join(("-" * (wd + 1) + (":" if i >= 2 else "-")) for i, wd in enumerate(widths))
+        + "|".join(("-" * (wd + 1) + (":" if i >= 3 else "-")) for i, wd in enumerate(widths))
         + "|"
     )
     return "\n".join([line(heads), rule] + [line(c) for c in cells])
