@@ -34,16 +34,10 @@ from pathlib import Path
 from platelab.data.imageio import IMAGE_EXTS
 from platelab.data.records import SPLIT_ALIASES, ImageRecord, Plate, Skip, display_path
 from platelab.errors import PlatelabError
+from platelab.text import ADS, ALPHABETS, PROVINCES  # the tables live with the charsets
 
 logger = logging.getLogger(__name__)
 
-# fmt: off
-PROVINCES = ["皖", "沪", "津", "渝", "冀", "晋", "蒙", "辽", "吉", "黑", "苏", "浙", "京", "闽", "赣",
-             "鲁", "豫", "鄂", "湘", "粤", "桂", "琼", "川", "贵", "云", "藏", "陕", "甘", "青", "宁",
-             "新", "警", "学", "O"]
-# fmt: on
-ALPHABETS = list("ABCDEFGHJKLMNPQRSTUVWXYZO")
-ADS = list("ABCDEFGHJKLMNPQRSTUVWXYZ0123456789O")
 NEGATIVE_SUBSET = "ccpd_np"
 SPLIT_DIRS = ("splits", "split")
 META_KEYS = ("area", "tilt_h", "tilt_v", "brightness", "blur")
