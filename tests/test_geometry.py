@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from platelab.geometry import (
+    CROP_SIZE,
     Letterbox,
     box_area,
     clip_boxes,
     corners_to_xyxy,
     cxcywh_norm_to_xyxy,
     parse_size,
+    quad_to_crop_matrix,
+    two_line_to_one,
+    warp_quad,
     xyxy_to_cxcywh_norm,
 )
 
@@ -113,3 +118,66 @@ def test_parse_size(text, ok):
             parse_size(text)
     else:
         assert parse_size(text) == ok
+
+
+# -- the perspective crop ----------------------------------------------------------------------
+def _checkerboard(h: int, w: int, cell: int = 1) -> np.ndarray:
+    yy, xx = np.indices((h, w)) // cell
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = ((yy + xx) % 2) * 255
+    img[..., 1] = (xx * 7 % 256).astype(np.uint8)  # columns told apart: a 1 px shift shows
+    img[..., 2] = (yy * 11 % 256).astype(np.uint8)
+    return img
+
+
+def test_warp_quad_of_a_rectangle_is_the_plain_crop():
+    img = _checkerboard(60, 200)
+    x0, y0, w, h = 37, 11, *CROP_SIZE[:1], CROP_SIZE[1]
+    quad = np.array([[x0, y0], [x0 + w, y0], [x0 + w, y0 + h], [x0, y0 + h]], np.float64)
+    np.testing.assert_array_equal(warp_quad(img, quad, (w, h)), img[y0 : y0 + h, x0 : x0 + w])
+
+
+def test_warp_quad_halves_a_double_size_rectangle_exactly():
+    small = _checkerboard(16, 32)
+    big = np.repeat(np.repeat(small, 2, axis=0), 2, axis=1)  # every pixel a 2x2 block
+    quad = np.array([[0, 0], [64, 0], [64, 32], [0, 32]], np.float64)
+    np.testing.assert_array_equal(warp_quad(big, quad, (32, 16)), small)
+
+
+def test_warp_quad_puts_the_quad_corners_on_the_crop_corners():
+    quad = np.array([[31.3, 20.7], [140.2, 31.0], [137.9, 66.4], [25.5, 52.1]])
+    w, h = CROP_SIZE
+    m = quad_to_crop_matrix(quad, (w, h))
+    pts = np.c_[quad, np.ones(4)] @ m.T
+    np.testing.assert_allclose(pts[:, :2] / pts[:, 2:], [[0, 0], [w, 0], [w, h], [0, h]],
+                               atol=1e-3)  # fmt: skip
+    # Pixels: a white quad drawn at 8x and area-averaged (exact coverage) fills the crop.
+    big = np.zeros((80 * 8, 160 * 8), np.uint8)
+    cv2.fillPoly(big, [np.round(quad * 8).astype(np.int32)], 255)
+    img = cv2.resize(big, (160, 80), interpolation=cv2.INTER_AREA)
+    crop = warp_quad(img, quad, (w, h)).astype(float)
+    assert crop[1:-1, 1:-1].min() > 225  # inside: all plate
+    # The outermost crop pixels sample half a crop pixel inside the plate's edge: mostly plate.
+    for edge in (crop[0, 2:-2], crop[-1, 2:-2], crop[2:-2, 0], crop[2:-2, -1]):
+        assert edge.mean() > 150
+    # A quad 1.5 px too large samples background there: the test would see a misplacement.
+    grown = quad + [[0, -1.5], [0, -1.5], [0, 1.5], [0, 1.5]]
+    loose = warp_quad(img, grown, (w, h)).astype(float)
+    assert loose[0, 2:-2].mean() < 100 and loose[-1, 2:-2].mean() < 100
+
+
+def test_warp_quad_area_averages_a_large_plate():
+    # A 1-pixel checkerboard shrunk 4x must come out grey, not aliased stripes.
+    img = np.repeat(((np.indices((128, 512)).sum(0) % 2) * 255).astype(np.uint8)[..., None], 3, 2)
+    quad = np.array([[0, 0], [512, 0], [512, 128], [0, 128]], np.float64)
+    crop = warp_quad(img, quad, (128, 32))
+    assert crop.shape == (32, 128, 3) and abs(crop.mean() - 127.5) < 2 and crop.std() < 3
+
+
+def test_two_line_to_one_puts_the_top_row_left():
+    crop = np.zeros((32, 128, 3), np.uint8)
+    crop[:13] = (255, 0, 0)  # the top row: 40% of 32 rows, rounded
+    crop[13:] = (0, 0, 255)
+    out = two_line_to_one(crop, 0.4)
+    assert out.shape == crop.shape
+    assert (out[:, :64] == (255, 0, 0)).all() and (out[:, 64:] == (0, 0, 255)).all()
