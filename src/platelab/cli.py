@@ -300,6 +300,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if not args.checkpoint.exists():
         raise PlatelabError(f"checkpoint or run folder not found: {args.checkpoint}")
+    settings = {"conf": args.conf, "iou": args.iou, "max_det": args.max_det}
+    postprocess = None
+    if any(v is not None for v in settings.values()):
+        import dataclasses
+
+        from platelab.tasks.detect import DEPLOY
+
+        given = {k: v for k, v in settings.items() if v is not None}
+        postprocess = dataclasses.replace(DEPLOY, **given)
     photos = _images_in(args.parity_images or [])[: args.parity_n]
     photos = photos or dataset_photos(args.checkpoint, args.parity_n)
     report = export_checkpoint(
@@ -308,15 +317,42 @@ def cmd_export(args: argparse.Namespace) -> int:
         input_dtype=args.input_dtype,
         parity_images=photos,
         opset=args.opset,
+        postprocess=postprocess,
     )
     w, h = report.canvas
+    what = f"{report.task} " if report.task != "localize" else ""
     print(
-        f"exported {report.model} (canvas {w}x{h}, {report.input_dtype} input, dynamic batch) "
-        f"to {report.path} ({report.size_mb:.1f} MB)"
+        f"exported {report.model} {what}(canvas {w}x{h}, {report.input_dtype} input, "
+        f"dynamic batch) to {report.path} ({report.size_mb:.1f} MB)"
     )
+    if report.postprocess:
+        pp = report.postprocess
+        print(
+            f"post-processing in the graph: conf {pp['conf']:g}, iou {pp['iou']:g}, "
+            f"max_det {pp['max_det']} (outputs boxes, scores, corners, num)"
+        )
     print("onnx.checker: ok")
     kind = "photos" if report.real_images else "random canvases (no photos found)"
     orig = report.max_box_diff_orig_px
+    if report.task == "detect":
+        corner_orig = report.max_corner_diff_orig_px
+        print(
+            f"parity with PyTorch on {report.images} {kind}: the same plates kept "
+            f"({report.plates} in all); largest box difference {report.max_box_diff_px:.4f} px "
+            f"and corner difference {report.max_corner_diff_px:.4f} px on the canvas"
+            + (
+                f" ({orig:.4f} and {corner_orig:.4f} px in the photos)"
+                if orig is not None and corner_orig is not None
+                else ""
+            )
+            + f", largest score difference {report.max_score_diff:.1e} "
+            f"(tolerance {report.tolerance_px} px)"
+        )
+        if not report.plates:
+            print(
+                "warning: no plate scored above conf on these images: only empty outputs compared"
+            )
+        return 0
     print(
         f"parity with PyTorch on {report.images} {kind}: largest box difference "
         f"{report.max_box_diff_px:.4f} px on the canvas"
@@ -337,6 +373,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         runtimes=tuple(r.strip() for r in args.runtime.split(",") if r.strip()),
         iters=args.iters,
         channels_last=args.channels_last,
+        task=args.task,
     )
     rows = bench(args.targets, cfg)
     print(
@@ -487,6 +524,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--runtime", default="torch", help="comma-separated: torch,onnx")
     s.add_argument("--iters", type=_positive, default=30, help="timed runs per figure, at most")
     s.add_argument("--channels-last", action="store_true", help="torch in channels_last")
+    s.add_argument(
+        "--task", choices=["localize", "detect"],
+        help="the task a registry name is built for (default localize; a checkpoint has its own)",
+    )  # fmt: skip
     s.add_argument("--csv", type=Path, help="also write the rows here")
     s.set_defaults(func=cmd_bench)
 
@@ -501,15 +542,21 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     s.add_argument("--parity-n", type=_positive, default=8, help="photos to check, at most")
     s.add_argument("--opset", type=int)
+    s.add_argument("--conf", type=float, help="detect: score threshold in the graph (0.25)")
+    s.add_argument("--iou", type=float, help="detect: NMS IoU threshold in the graph (0.5)")
+    s.add_argument("--max-det", type=_positive, help="detect: plates per image, K (50)")
     s.set_defaults(func=cmd_export)
 
-    s = sub.add_parser("predict", help="boxes for an image, a folder or a video")
+    s = sub.add_parser("predict", help="plates in an image, a folder or a video")
     s.add_argument("model", type=Path, metavar="CHECKPOINT_OR_ONNX")
     s.add_argument("source", type=Path, metavar="SOURCE", help="an image, a folder or a video")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")
     s.add_argument("--batch", type=_positive, default=8)
-    s.add_argument("--conf", type=float, default=0.5, help="draw boxes scoring at least this")
+    s.add_argument(
+        "--conf", type=float,
+        help="keep and draw plates scoring at least this (default: 0.5 localize, 0.25 detect)",
+    )  # fmt: skip
     s.add_argument("--threads", type=_positive, help="CPU threads (default: torch's)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--no-save", action="store_true", help="only write predictions.jsonl")
