@@ -142,3 +142,26 @@ def test_amp_resolution():
     with pytest.raises(PlatelabError, match="amp=fp16 needs a CUDA device"):
         resolve_amp("fp16", cpu)
     assert resolve_amp("auto", cpu) is None  # bf16 autocast trains slower on CPU (measured)
+
+
+def test_ema_decay_ramps_up_then_caps():
+    from torch.optim.swa_utils import AveragedModel
+
+    from platelab.engine.trainer import ema_with_warmup
+
+    net = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema = AveragedModel(net, multi_avg_fn=ema_with_warmup(0.5), use_buffers=True)
+    ema.update_parameters(net)  # the first update copies: 1.0
+    with torch.no_grad():
+        net.weight.fill_(12.0)
+    ema.update_parameters(net)  # n = 1: decay min(0.5, 2/11) = 2/11 -> 2/11 * 1 + 9/11 * 12
+    assert ema.module.weight.item() == pytest.approx(2 / 11 + 9 / 11 * 12)
+    for _ in range(20):
+        ema.update_parameters(net)
+    before = ema.module.weight.item()
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    ema.update_parameters(net)  # n = 22: (1 + n) / (10 + n) > 0.5, so the cap 0.5 holds
+    assert ema.module.weight.item() == pytest.approx(0.5 * before)
