@@ -1,9 +1,10 @@
-"""Synthetic plate scenes: platelab's built-in default dataset.
+"""Synthetic plate scenes and plate crops: platelab's built-in default dataset.
 
 :func:`render_scene` draws one scene in memory (an RGB image and its plates with
 exact corners and texts); :func:`generate` renders many in parallel and writes
 them as CCPD, YOLO and/or Pascal VOC (see :mod:`.writers` for the layouts), so
-``platelab data prepare`` reads them exactly as it reads real data.
+``platelab data prepare`` reads them exactly as it reads real data. The ``crops``
+format writes plate crops for the recogniser instead (:mod:`.crops`).
 
 Scene ``i`` of a run is seeded from ``(seed, i)`` alone, so a dataset is the same
 whatever the worker count, and ``generate(count=n)`` is a prefix of ``count=m > n``.
@@ -27,7 +28,7 @@ from platelab.data.imageio import encode_jpeg
 from platelab.data.synth.plates import STYLE_WEIGHTS, PlateImage, render_plate
 from platelab.data.synth.scenes import Scene, SceneConfig, ScenePlate, render_scene
 from platelab.data.synth.text import cjk_font
-from platelab.data.synth.writers import FORMATS, write_index_files, write_scene
+from platelab.data.synth.writers import FORMATS, SCENE_FORMATS, write_index_files, write_scene
 from platelab.errors import PlatelabError
 
 __all__ = [
@@ -112,7 +113,7 @@ def generate(
     out: Path,
     count: int,
     seed: int = 0,
-    formats: Sequence[str] = FORMATS,
+    formats: Sequence[str] = SCENE_FORMATS,
     workers: int = 1,
     progress: bool = True,
     *,
@@ -126,8 +127,9 @@ def generate(
         out: the output folder; each format writes into ``out/<format>``.
         count: number of scenes (negatives included).
         seed: scene ``i`` is rendered from ``(seed, i)``: the same files for any ``workers``.
-        formats: any of ``ccpd``, ``yolo``, ``voc`` (a list or a comma-separated string).
-            CCPD receives only negatives and single-plate Chinese scenes.
+        formats: any of ``ccpd``, ``yolo``, ``voc``, ``crops`` (a list or a comma-separated
+            string). CCPD receives only negatives and single-plate Chinese scenes;
+            ``crops`` renders ``count`` plate crops into ``out/crops`` (:mod:`.crops`).
         workers: processes rendering in parallel.
         progress: show a tqdm bar.
         config: what scenes contain (default :class:`SceneConfig`).
@@ -138,7 +140,8 @@ def generate(
 
     Returns:
         A summary: ``scenes``, ``plates``, ``negatives``, counts ``by_kind``,
-        ``by_style``, ``by_split``, and per format ``written``/``skipped`` scenes.
+        ``by_style``, ``by_split``, and per format ``written``/``skipped`` scenes
+        (``crops``: the summary of :func:`.crops.generate_crops`).
 
     Raises:
         PlatelabError: an unknown format, a negative count or seed, a non-empty
@@ -154,8 +157,25 @@ def generate(
     if min(split_fractions) < 0 or sum(split_fractions) > 1:
         raise PlatelabError(f"split fractions must be >= 0 and sum to <= 1, got {split_fractions}")
     fmts = _check(out, count, seed, formats, workers, overwrite)
+    crops = None
+    if "crops" in fmts:
+        from platelab.data.synth.crops import generate_crops
+
+        crops = generate_crops(out / "crops", count, seed, workers, progress,
+                               split_fractions=tuple(split_fractions))  # fmt: skip
+        fmts = [f for f in fmts if f in SCENE_FORMATS]
+    summary = _scenes(out, count if fmts else 0, seed, fmts, workers, progress, cfg,
+                      tuple(split_fractions))  # fmt: skip
+    if crops is not None:
+        summary["formats"]["crops"] = crops
+    return summary
+
+
+def _scenes(out: Path, count: int, seed: int, fmts: list[str], workers: int, progress: bool,
+            cfg: SceneConfig, split_fractions: tuple[float, float]) -> dict:  # fmt: skip
+    """Render ``count`` scenes and write them in the scene formats ``fmts``."""
     job = partial(
-        _one, out=out, seed=seed, formats=fmts, config=cfg, split_fractions=tuple(split_fractions)
+        _one, out=out, seed=seed, formats=fmts, config=cfg, split_fractions=split_fractions
     )
     results: list[dict] = []
     with tqdm(total=count, desc="synth", unit="scene", disable=not progress) as bar:

@@ -20,14 +20,20 @@ class PlateImage:
     Attributes:
         rgb: ``(h, w, 3)`` uint8 RGB, the whole plate front-on.
         alpha: ``(h, w)`` uint8, 255 on the plate (rounded corners fall to 0).
-        text: the registration, see :mod:`platelab.data.synth.text`.
+        text: the registration, see :mod:`platelab.data.synth.text` (two-line plates:
+            the top row, then the bottom row).
         style: one of :data:`STYLE_WEIGHTS`.
+        rows: 1, or 2 for a two-line plate.
+        row_split: for a two-line plate, where its top row ends as a share of the
+            plate's height (see :func:`platelab.geometry.two_line_to_one`); else None.
     """
 
     rgb: np.ndarray
     alpha: np.ndarray
     text: str
     style: str
+    rows: int = 1
+    row_split: float | None = None
 
 
 def jitter(rng: np.random.Generator, rgb, amount: float = 18) -> tuple[int, int, int]:
@@ -79,7 +85,8 @@ def text_box(img, printed, box_mm, s, color, font, spacing=0.12, squeeze=1.0, em
     T.draw_text_line(img, printed, (x, y, w, h), color, font, spacing, squeeze)
 
 
-def finish(img: np.ndarray, rng: np.random.Generator, radius: float, text: str, style: str):
+def finish(img: np.ndarray, rng: np.random.Generator, radius: float, text: str, style: str,
+           rows: int = 1, row_split: float | None = None):  # fmt: skip
     h, w = img.shape[:2]
     f = img.astype(np.float32)
     # Uneven reflectance: dirt and wear as low-frequency noise, and a gloss gradient.
@@ -88,4 +95,4 @@ def finish(img: np.ndarray, rng: np.random.Generator, radius: float, text: str, 
     g = np.linspace(-1, 1, w, dtype=np.float32)[None, :] * rng.uniform(-1, 1)
     f += (rng.uniform(0, 30) * g)[..., None]
     rgb = np.clip(f, 0, 255).astype(np.uint8)
-    return PlateImage(rgb, rounded_mask(w, h, radius), text, style)
+    return PlateImage(rgb, rounded_mask(w, h, radius), text, style, rows, row_split)

@@ -11,7 +11,8 @@ Styles:
 * ``cn_blue``: 440x140 mm, white on blue, ``省 A · 12345`` (7 characters).
 * ``cn_green``: 480x140 mm new-energy plate, black on a white-to-green gradient
   (8 characters).
-* ``cn_yellow``: 440x140 mm, black on yellow (7 characters, trucks and buses).
+* ``cn_yellow``: 440x140 mm, black on yellow (7 characters, trucks and buses); 30% are
+  the 440x220 mm two-line plates of large trucks (``省A`` above ``12345``).
 * ``eu``: 520x110 mm white or yellow with a blue band at the left (EU stars and a
   country code), black text; UK-style plates (white front, yellow rear, bold
   narrow characters, an optional dealer line), variants without the band
@@ -71,19 +72,14 @@ def _cn(rng: np.random.Generator, width_px: int, style: str) -> PlateImage:
     n = len(text)
     cw, gap, sep = (43.0, 9.0, 47.0) if green else (45.0, 12.0, 34.0)
     x = (wmm - (n * cw + (n - 2) * gap + sep)) / 2
-    cjk = T.cjk_font()
-    latin = T.latin_font(
-        ("DejaVuSans-Bold.ttf", "DejaVuSans.ttf", "DejaVuSansMono-Bold.ttf")[
-            int(rng.integers(0, 3))
-        ]
-    )
+    latin = T.latin_font(T.CN_LATIN_FONTS[int(rng.integers(0, len(T.CN_LATIN_FONTS)))])
+    zero = T.glyph_mask("0", latin)
     emboss = rng.random() < 0.5
     for i, ch in enumerate(text):
-        font = cjk if i == 0 else latin
-        mask = T.glyph_mask(ch, font)
-        # Plate glyphs are tall and narrow: the province fills its cell, others keep
-        # their proportions up to the cell width (a "1" stays thin).
-        gw = cw if i == 0 else min(cw, mask.shape[1] / mask.shape[0] * 90 * 0.62)
+        mask = T.cjk_glyph(ch) if i == 0 else T.glyph_mask(ch, latin)
+        # Plate glyphs are tall and narrow: the province fills its cell, a "0" nearly
+        # does whatever the font's width, others keep their proportions (a "1" stays thin).
+        gw = cw if i == 0 else min(cw, T.aspect(mask) / T.aspect(zero) * cw * 0.92)
         box = ((x + (cw - gw) / 2) * s, 25 * s, gw * s, 90 * s)
         if emboss:
             d = max(1.0, 0.03 * box[3])
@@ -97,6 +93,40 @@ def _cn(rng: np.random.Generator, width_px: int, style: str) -> PlateImage:
     if rng.random() < 0.6:
         A.rivets(img, rng, s, (wmm * 0.22, wmm * 0.78), 13)
     return A.finish(img, rng, 4 * s, text, style)
+
+
+def _cn_yellow(rng: np.random.Generator, width_px: int) -> PlateImage:
+    """A yellow plate: one line (small trucks, buses) or, for 30%, two lines (large trucks)."""
+    return _cn_two_line(rng, width_px) if rng.random() < 0.3 else _cn(rng, width_px, "cn_yellow")
+
+
+def _cn_two_line(rng: np.random.Generator, width_px: int) -> PlateImage:
+    """A 440x220 mm two-line yellow plate: ``省 A`` above (60 mm tall), ``12345`` below
+    (110 mm); the gap between the rows is centred at 40% of the height."""
+    wmm, hmm = 440.0, 220.0
+    s = width_px / wmm
+    w, h = width_px, max(4, int(round(hmm * s)))
+    text = T.cn_text(rng, 7)
+    img = A.canvas(w, h, A.jitter(rng, (245, 190, 20), 20))
+    ink = A.jitter(rng, (15, 15, 15), 8)
+    A.border(img, s, 3.0, 2.0, ink)
+    latin = T.latin_font(T.CN_LATIN_FONTS[int(rng.integers(0, len(T.CN_LATIN_FONTS)))])
+    zero = T.glyph_mask("0", latin)
+    # Upper row: the province and the letter, squat and far apart, a dot between them.
+    for mask, x in ((T.cjk_glyph(text[0]), 110.0), (T.glyph_mask(text[1], latin), 255.0)):
+        T.draw_glyph(img, mask, (x * s, 18 * s, 75 * s, 60 * s), ink)
+    cv2.circle(img, (int(220 * s), int(48 * s)), max(1, int(5 * s)), ink, -1, cv2.LINE_AA)
+    # Lower row: five tall characters.
+    cw, gap = 65.0, 12.0
+    x = (wmm - (5 * cw + 4 * gap)) / 2
+    for ch in text[2:]:
+        mask = T.glyph_mask(ch, latin)
+        gw = min(cw, T.aspect(mask) / T.aspect(zero) * cw * 0.92)
+        T.draw_glyph(img, mask, ((x + (cw - gw) / 2) * s, 98 * s, gw * s, 110 * s), ink)
+        x += cw + gap
+    if rng.random() < 0.6:
+        A.rivets(img, rng, s, (40.0, wmm - 40.0), 48)
+    return A.finish(img, rng, 4 * s, text, "cn_yellow", rows=2, row_split=88 / 220)
 
 
 # -- European (and other single-line Latin plates) ----------------------------------------
@@ -161,13 +191,14 @@ def _eu(rng: np.random.Generator, width_px: int) -> PlateImage:
             A.text_box(img, name, (wmm * 0.3, hmm - 14, wmm * 0.4, 8), s, ink,
                        T.latin_font("DejaVuSans.ttf"), 0.05)  # fmt: skip
     A.border(img, s, 0.5, rng.uniform(0.8, 2.5), (30, 30, 30))
-    return A.finish(img, rng, 5 * s, T.registration(printed), "eu")
+    rows, split = (2, 0.5) if two_line else (1, None)  # two equal rows, 12-90 and 108-186 mm
+    return A.finish(img, rng, 5 * s, T.registration(printed), "eu", rows, split)
 
 
 _RENDERERS: dict[str, Callable[[np.random.Generator, int], PlateImage]] = {
     "cn_blue": lambda rng, w: _cn(rng, w, "cn_blue"),
     "cn_green": lambda rng, w: _cn(rng, w, "cn_green"),
-    "cn_yellow": lambda rng, w: _cn(rng, w, "cn_yellow"),
+    "cn_yellow": _cn_yellow,
     "eu": _eu,
     "us": render_us,
 }

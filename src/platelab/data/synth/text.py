@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from platelab.data.sources.ccpd import ADS, ALPHABETS, PROVINCES
 from platelab.errors import PlatelabError
+from platelab.text import ADS, ALPHABETS, PROVINCES
 
 # Only characters of the CCPD tables. "O" is the dataset's placeholder at the end of
 # each table, and 警/学 are special plates: neither is drawn here.
@@ -28,9 +28,20 @@ DIGITS = "0123456789"
 LATIN = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 CJK_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+# Fonts shipped with platelab (fonts/README.md: sources and licences), then the system's
+# DejaVu, then matplotlib's copy of it (matplotlib is a dependency).
+PACKAGE_FONTS = Path(__file__).parent / "fonts"
 _DEJAVU_DIRS = (Path("/usr/share/fonts/truetype/dejavu"),)
-# Latin faces for plate texts; matplotlib (a dependency) ships the same DejaVu files.
-LATIN_FONTS = ("DejaVuSans-Bold.ttf", "DejaVuSansMono-Bold.ttf", "DejaVuSerif-Bold.ttf")
+# Latin faces of EU and US plates, most likely first: Barlow SemiCondensed is close to
+# DIN 1451 / FE-Schrift and to US plate lettering (Barlow is drawn after California's).
+LATIN_FONTS = (
+    "BarlowSemiCondensed-SemiBold.ttf",
+    "DejaVuSans-Bold.ttf",
+    "BarlowCondensed-Bold.ttf",
+)
+# Letters and digits of Chinese plates: a narrow, even-stroked face (GA 36's is narrower
+# than any free font, so glyphs are also squeezed into their cells).
+CN_LATIN_FONTS = ("BarlowCondensed-SemiBold.ttf", "BarlowCondensed-Bold.ttf", "DejaVuSans-Bold.ttf")
 GLYPH_PX = 128  # glyphs are rasterised once at this size, then resized into their cells
 _BAR = np.full((4, 4), 255, np.uint8)
 
@@ -47,10 +58,10 @@ def cjk_font() -> Path:
 
 @functools.cache
 def latin_font(name: str) -> Path:
-    """A DejaVu font by file name, from the system or from matplotlib's copy."""
+    """A Latin font by file name: shipped with platelab, or DejaVu from the system or matplotlib."""
     import matplotlib
 
-    dirs = (*_DEJAVU_DIRS, Path(matplotlib.get_data_path()) / "fonts" / "ttf")
+    dirs = (PACKAGE_FONTS, *_DEJAVU_DIRS, Path(matplotlib.get_data_path()) / "fonts" / "ttf")
     for d in dirs:
         if (d / name).is_file():
             return d / name
@@ -76,6 +87,20 @@ def glyph_mask(ch: str, font_path: Path) -> np.ndarray:
     if len(xs) == 0:
         return np.zeros((1, 1), np.uint8)
     return arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+@functools.lru_cache(maxsize=256)
+def cjk_glyph(ch: str) -> np.ndarray:
+    """A province character's mask from :func:`cjk_font`, emboldened: the plates' Chinese
+    characters are heavier than the (regular-weight) font's."""
+    mask = glyph_mask(ch, cjk_font())
+    k = max(1, int(round(0.045 * GLYPH_PX)))
+    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+
+
+def aspect(mask: np.ndarray) -> float:
+    """Width over height of a glyph mask."""
+    return mask.shape[1] / max(1, mask.shape[0])
 
 
 def draw_text_line(

@@ -13,6 +13,7 @@ Layouts under ``OUT``:
     voc/JPEGImages/<stem>.jpg
     voc/Annotations/<stem>.xml           objects named "plate", with a <text> child
     voc/ImageSets/Main/{train,val,test}.txt
+    crops/<text>.jpg, crops/labels.csv   plate crops for the recogniser (see .crops)
 
 A CCPD name can only hold one plate of 7 or 8 characters from CCPD's tables, so
 the ``ccpd`` format receives single-plate Chinese scenes and negatives; other
@@ -34,7 +35,9 @@ from platelab.data.sources.ccpd import NEGATIVE_SUBSET, format_ccpd_name, text_t
 from platelab.data.synth.scenes import Scene, ScenePlate
 from platelab.geometry import xyxy_to_cxcywh_norm
 
-FORMATS = ("ccpd", "yolo", "voc")
+SCENE_FORMATS = ("ccpd", "yolo", "voc")
+# "crops" is not a scene format: plate crops for the recogniser, rendered by .crops.
+FORMATS = (*SCENE_FORMATS, "crops")
 CCPD_SUBSET = "ccpd_synth"
 CCPD_NEGATIVES = NEGATIVE_SUBSET  # the folder the CCPD reader takes for negatives
 
