@@ -100,13 +100,18 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 
 def cmd_data_prepare(args: argparse.Namespace) -> int:
     from platelab.data.prepare import PrepareConfig, prepare
+    from platelab.geometry import CROP_SIZE
 
     cfg = PrepareConfig(
         out=args.out,
         ccpd=args.ccpd or (),
         yolo=args.yolo or (),
         voc=args.voc or (),
-        size=args.size,
+        crops=args.crops or (),
+        kind=args.kind,
+        charset=args.charset,
+        crop_size=args.size or CROP_SIZE,
+        size=args.size or (640, 480),
         split=args.split,
         seed=args.seed,
         workers=args.workers,
@@ -115,6 +120,13 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
         missing_labels=args.missing_labels,
     )
     report = prepare(cfg)
+    if report.get("kind") == "crops":
+        for s, c in report["counts"].items():
+            print(f"{s:>5}: {c['crops']} crops ({c['two_line']} two-line)")
+        if report["skipped"]:
+            print(f"skipped {len(report['skipped'])} inputs (reasons in prepare_report.json)")
+        print(f"crop dataset ({'x'.join(map(str, report['crop_size']))}) written to {args.out}")
+        return 0
     for s, c in report["counts"].items():
         print(f"{s:>5}: {c['images']} images, {c['plates']} plates, {c['negatives']} negatives")
     missing = report["missing_labels"]
@@ -418,22 +430,46 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="synthesise, prepare, check and look at datasets")
     dsub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 
-    s = dsub.add_parser("synth", help="render synthetic plate scenes as CCPD/YOLO/VOC")
+    s = dsub.add_parser("synth", help="render synthetic plate scenes (CCPD/YOLO/VOC) or crops")
     s.add_argument("out", type=Path)
     s.add_argument("--count", type=int, required=True)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--formats", default="ccpd,yolo,voc", help="comma-separated: ccpd,yolo,voc")
+    s.add_argument(
+        "--formats",
+        default="ccpd,yolo,voc",
+        help="comma-separated: ccpd,yolo,voc (scenes), crops (plate crops for the recogniser)",
+    )
     s.add_argument("--workers", type=_workers, default=1, help="processes (0 = all cores)")
     s.add_argument("--overwrite", action="store_true", help="replace what is in OUT")
     s.set_defaults(func=cmd_data_synth)
 
-    s = dsub.add_parser("prepare", help="letterbox any mix of sources into a dataset")
+    s = dsub.add_parser("prepare", help="letterbox sources into a dataset, or cut plate crops")
     s.add_argument("--ccpd", type=Path, action="append", help="CCPD root (repeatable)")
     s.add_argument("--yolo", type=Path, action="append", help="YOLO root (repeatable)")
     s.add_argument("--voc", type=Path, action="append", help="Pascal VOC root (repeatable)")
+    s.add_argument(
+        "--crops",
+        type=Path,
+        action="append",
+        help="folder of plate crops named by text or with an image,text CSV (repeatable); "
+        "makes a crop dataset",
+    )
+    s.add_argument(
+        "--kind",
+        choices=["auto", "scenes", "crops"],
+        default="auto",
+        help="scenes: letterboxed photos; crops: plate crops for task=read, scene sources cut "
+        "by their plates' corners (auto: crops when --crops is given)",
+    )
+    s.add_argument(
+        "--charset", default="plates", help="crop texts must be in it: cn, latin, plates or a file"
+    )
     s.add_argument("--out", type=Path, required=True)
     s.add_argument(
-        "--size", type=_size, default=(640, 480), help="canvas WxH, sides <= 8192 (default 640x480)"
+        "--size",
+        type=_size,
+        default=None,
+        help="canvas WxH, sides <= 8192 (default 640x480; crop datasets: the crop size, 128x32)",
     )
     s.add_argument(
         "--split", type=_fractions, default=(0.8, 0.1, 0.1), help="train,val,test; sums to 1"

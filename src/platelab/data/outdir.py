@@ -57,13 +57,13 @@ def is_dataset(folder: Path) -> bool:
     return (Path(folder) / REPORT_NAME).is_file() or (Path(folder) / CACHE_NAME).is_file()
 
 
-def remove_stray_temp(out: Path) -> int:
-    """Delete the ``.*.tmp`` files a killed write left in OUT and OUT/images.
+def remove_stray_temp(out: Path, subdir: str = "images") -> int:
+    """Delete the ``.*.tmp`` files a killed write left in OUT and OUT/``subdir``.
 
     Only safe while holding OUT's lock (no other process is writing them).
     """
     n = 0
-    for folder in (Path(out), Path(out) / "images"):
+    for folder in (Path(out), Path(out) / subdir):
         if folder.is_dir():
             for p in folder.glob(TMP_GLOB):
                 p.unlink(missing_ok=True)

@@ -50,11 +50,12 @@ from platelab.data.records import (
     fit_plates,
 )
 from platelab.errors import DiskFullError, PlatelabError, is_disk_full
-from platelab.geometry import Letterbox, resized_size
+from platelab.geometry import CROP_SIZE, Letterbox, resized_size
 from platelab.locking import folder_lock
 
 logger = logging.getLogger(__name__)
 
+NO_SOURCES = "no sources given: pass at least one of --ccpd, --yolo, --voc, --crops"
 MAX_CANVAS_SIDE = 8192  # a 8192x8192 canvas is 200 MB per decoded image: beyond is a typo
 SPLIT_TOLERANCE = 1e-6
 
@@ -65,6 +66,12 @@ class PrepareConfig:
 
     Attributes:
         ccpd, yolo, voc: source folders (any number of each).
+        crops: folders of plate crops (:mod:`.sources.crops`); any makes a crop dataset.
+        kind: ``"scenes"`` (letterboxed photos), ``"crops"`` (plate crops for ``task=read``,
+            :mod:`.crop_prepare`: scene sources are cut into crops by their plates'
+            corners or boxes) or ``"auto"`` (crops when ``crops`` is given).
+        crop_size: the crops' ``(width, height)`` in a crop dataset.
+        charset: the charset (name or file) a crop's text must be written in.
         out: the dataset folder to write.
         size: canvas ``(width, height)``.
         split: train/val/test fractions for images without a split of their own.
@@ -82,6 +89,10 @@ class PrepareConfig:
     ccpd: Sequence[Path] = ()
     yolo: Sequence[Path] = ()
     voc: Sequence[Path] = ()
+    crops: Sequence[Path] = ()
+    kind: str = "auto"
+    crop_size: tuple[int, int] = CROP_SIZE
+    charset: str = "plates"
     size: tuple[int, int] = (640, 480)
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
@@ -94,7 +105,11 @@ class PrepareConfig:
 
     def sources(self) -> list[tuple[str, Path]]:
         """``[(kind, folder)]`` of every source, in the order they are read."""
-        return [(k, Path(p)) for k in ("ccpd", "yolo", "voc") for p in getattr(self, k)]
+        return [(k, Path(p)) for k in ("ccpd", "yolo", "voc", "crops") for p in getattr(self, k)]
+
+    def is_crops(self) -> bool:
+        """Whether this writes a crop dataset (``kind``, or ``auto`` with crop folders)."""
+        return self.kind == "crops" or (self.kind == "auto" and bool(self.crops))
 
     def validate(self) -> None:
         """Refuse settings that would fail late or silently mean something else.
@@ -105,14 +120,17 @@ class PrepareConfig:
                 ``missing_labels``; an OUT that clashes with a source (see :mod:`.outdir`).
         """
         if not self.sources():
-            raise PlatelabError("no sources given: pass at least one of --ccpd, --yolo, --voc")
+            raise PlatelabError(NO_SOURCES)
+        if self.kind not in ("auto", "scenes", "crops") or (self.kind == "scenes" and self.crops):
+            raise PlatelabError(f"--kind must be auto, scenes or crops (crops with --crops), "
+                                f"got {self.kind!r}")  # fmt: skip
         split = tuple(self.split)
         if len(split) != 3 or min(split) < 0 or abs(sum(split) - 1) > SPLIT_TOLERANCE:
             raise PlatelabError(
                 f"--split needs three non-negative fractions that sum to 1, got "
                 f"{','.join(f'{v:g}' for v in split)} (sum {sum(split):g})"
             )
-        if not all(1 <= int(v) <= MAX_CANVAS_SIDE for v in self.size):
+        if not all(1 <= int(v) <= MAX_CANVAS_SIDE for v in (*self.size, *self.crop_size)):
             raise PlatelabError(
                 f"--size {self.size[0]}x{self.size[1]}: each side must be 1..{MAX_CANVAS_SIDE}"
             )
@@ -142,9 +160,11 @@ def read_sources(cfg: PrepareConfig) -> tuple[list[ImageRecord], list[Skip]]:
         PlatelabError: a missing folder, a source without a plate class, or a source
             that yields no usable image (the message says what it found instead).
     """
-    from platelab.data.sources import ccpd, voc, yolo
+    from platelab.data.sources import ccpd, crops, voc, yolo
+    from platelab.text import get_charset
 
     readers = {
+        "crops": (crops.read_crop_folder, {"charset": get_charset(cfg.charset)}),
         "ccpd": (ccpd.read_ccpd, {}),
         "yolo": (yolo.read_yolo, {"classes": cfg.yolo_classes,
                                   "missing_labels": cfg.missing_labels}),
@@ -153,7 +173,7 @@ def read_sources(cfg: PrepareConfig) -> tuple[list[ImageRecord], list[Skip]]:
     records: list[ImageRecord] = []
     skips: list[Skip] = []
     if not cfg.sources():
-        raise PlatelabError("no sources given: pass at least one of --ccpd, --yolo, --voc")
+        raise PlatelabError(NO_SOURCES)
     for kind, root in cfg.sources():
         reader, kw = readers[kind]
         recs, sk = reader(root, **kw)
@@ -289,6 +309,10 @@ def prepare(cfg: PrepareConfig) -> dict:
     cfg.validate()
     out = Path(cfg.out)
     with folder_lock(out, "dataset"):
+        if cfg.is_crops():
+            from platelab.data.crop_prepare import prepare_crops
+
+            return prepare_crops(cfg, out)
         return _prepare(cfg, out)
 
 

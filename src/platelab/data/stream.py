@@ -127,6 +127,9 @@ class PlateStream(IterableDataset):
         shuffle_buffer: size of an extra per-worker shuffle buffer (0: none).
         even, drop_last: how uneven shards are handled (see the module docstring).
         rank, world_size: override torch.distributed / ``RANK``, ``WORLD_SIZE``.
+        data: what to stream instead of the dataset's images: any object with
+            ``len()``, ``canvas`` and ``read(index, augment) -> Sample | None`` (the
+            crop stream of :mod:`.crops` passes its crops).
     """
 
     def __init__(
@@ -142,11 +145,12 @@ class PlateStream(IterableDataset):
         drop_last: bool = False,
         rank: int | None = None,
         world_size: int | None = None,
+        data=None,
     ):
         super().__init__()
         if even and drop_last:
             raise ValueError("choose one of even=True (pad) and drop_last=True (cut)")
-        self.data = _Images(dataset, splits)
+        self.data = _Images(dataset, splits) if data is None else data
         if isinstance(augment, AugmentConfig):
             augment = build_augment(augment, *self.data.canvas)
         self.augment = augment
