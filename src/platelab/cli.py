@@ -94,7 +94,8 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     print(json.dumps(summary, indent=2, ensure_ascii=False))
-    print(f"wrote {args.count} scenes to {args.out} ({', '.join(formats)})")
+    what = "crops" if formats == ["crops"] else "scenes"
+    print(f"wrote {args.count} {what} to {args.out} ({', '.join(formats)})")
     return 0
 
 

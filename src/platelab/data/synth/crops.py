@@ -175,17 +175,17 @@ def _camera(rng: np.random.Generator, img: np.ndarray, plate_h: int) -> np.ndarr
         img = cv2.convertScaleAbs(f)
     elif r < 0.24:  # under-exposed
         img = cv2.convertScaleAbs(img.astype(np.float32) * rng.uniform(0.4, 0.75))
-    elif r < 0.3:
+    elif r < 0.28:
         img = effects.night(rng, img)
     elif r < 0.36:
         img = effects.haze(rng, img)
     r = rng.random()
     if r < 0.45:  # mostly mild; one in ten strong
-        strong = 1.8 if rng.random() < 0.1 else 1.0
+        strong = 1.8 if rng.random() < 0.05 else 1.0
         img = effects.defocus(rng, img, rng.uniform(0.3, 1.0) * k * strong)
     elif r < 0.55:
         img = effects.motion(rng, img, max(3, int(rng.uniform(0.03, 0.12) * plate_h)))
-    if rng.random() < 0.3:
+    if rng.random() < 0.2:
         img = effects.low_res(rng, img)
     if rng.random() < 0.6:
         img = effects.noise(rng, img)
