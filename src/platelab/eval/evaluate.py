@@ -1,61 +1,58 @@
 """``platelab eval``: score a checkpoint on a prepared dataset, in the original photos' pixels.
 
-The model runs on the letterboxed canvases (:func:`~platelab.eval.metrics.evaluate`
-over :func:`~platelab.data.stream.build_eval_loader`). Every predicted box is then
-mapped from canvas pixels back to its original photo with the manifest's
-:class:`~platelab.geometry.Letterbox` and clipped to the photo; the plates are mapped
-the same way, and :func:`~platelab.eval.metrics.summarize` scores them there: overall,
-per ``source`` and per ``subset``.
+The checkpoint names its task (``localize`` or ``detect``); the task's ``collate`` builds
+the batches (:func:`~platelab.data.stream.build_eval_loader`) and its ``evaluate`` runs the
+model on the letterboxed canvases. What follows differs per task (:data:`TASK_EVALS`).
+
+A localiser (:mod:`platelab.eval.evaluate_localize`): every predicted box is mapped from
+canvas pixels back to its original photo with the manifest's
+:class:`~platelab.geometry.Letterbox` and clipped to the photo; the plates are mapped the
+same way and scored there (:func:`~platelab.eval.metrics.summarize`): overall, per
+``source`` and per ``subset``. A detector (:mod:`platelab.eval.evaluate_detect`): every
+detection, its box and its corners, scored the same way with COCO AP, P/R/F1 and the
+corner error in photo pixels.
 
 Outputs in ``out`` (each written atomically)::
 
     metrics.json     {"model", "checkpoint", "epoch", "dataset", "split", "canvas",
-                      "skipped", "metrics", "by_source", "by_subset"}
-    predictions.csv  one row per image (PREDICTION_COLUMNS), original pixels
+                      "skipped", "metrics", "by_source", "by_subset"}; a detector's adds
+                      "task", "score_threshold", "iou_threshold", "max_det"
+    predictions.csv  localiser: one row per image (PREDICTION_COLUMNS), original pixels;
+                     detector: one row per detection (evaluate_detect.DETECTION_COLUMNS)
     worst.png        the worst cases drawn (platelab.eval.gallery); absent when none
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from platelab.atomic import atomic_open
 from platelab.data.manifest import SPLITS, ManifestImage, dataset_canvas
 from platelab.data.resize import ResizedLoader
 from platelab.errors import PlatelabError
-from platelab.eval.gallery import write_gallery
-from platelab.eval.metrics import best_matches, evaluate, summarize
-from platelab.geometry import clip_boxes
+from platelab.eval import evaluate_detect, evaluate_localize
+from platelab.eval.evaluate_localize import (  # noqa: F401  (the localiser's names, as before)
+    GT_COLUMNS,
+    PRED_COLUMNS,
+    PREDICTION_COLUMNS,
+    XYXY,
+    grouped_metrics,
+    to_original,
+    write_predictions_csv,
+)
+from platelab.eval.gallery import write_detection_gallery, write_gallery
 from platelab.models.weights import load_model_from_checkpoint
+from platelab.tasks import get_task
 
 log = logging.getLogger(__name__)
 
-XYXY = ("x_min", "y_min", "x_max", "y_max")
-PRED_COLUMNS = ["pred_x_min", "pred_y_min", "pred_x_max", "pred_y_max"]
-GT_COLUMNS = ["gt_x_min", "gt_y_min", "gt_x_max", "gt_y_max"]
-PREDICTION_COLUMNS = [
-    "image",
-    "split",
-    "orig_image",
-    "source",
-    "subset",
-    "orig_width",
-    "orig_height",
-    "plates",
-    "score",
-    "iou",
-    *PRED_COLUMNS,
-    *GT_COLUMNS,
-]
 OUTPUT_FILES = {
     "metrics_json": "metrics.json",
     "predictions_csv": "predictions.csv",
@@ -69,11 +66,14 @@ class EvalReport:
 
     Attributes:
         metrics: :func:`~platelab.eval.metrics.summarize` over every evaluated image
-            (original pixels), with the counts ``images``, ``plates``, ``negatives``.
+            (original pixels), with the counts ``images``, ``plates``, ``negatives``;
+            for a detector :meth:`~platelab.eval.detection.DetectionMetric.compute`'s
+            figures with ``n_images``, ``n_plates``, ``n_negatives``.
         by_source, by_subset: the same metrics for each ``source`` / ``subset`` value.
         records: one dict per evaluated image, manifest order, keys ``index`` (into the
             concatenated manifests of the split(s)) plus :data:`PREDICTION_COLUMNS`;
-            boxes in original pixels; ``iou`` and ``gt_*`` are None for a negative.
+            boxes in original pixels; ``iou`` and ``gt_*`` are None for a negative. For a
+            detector: :func:`~platelab.eval.evaluate_detect.image_record`'s dicts.
         info: the checkpoint's info (``model``, ``epoch``, ``input_size``, ``path``, ...).
         dataset, split: what was evaluated.
         skipped: images of the manifest left out because they could not be read.
@@ -90,6 +90,7 @@ class EvalReport:
     split: str
     skipped: list[str] = field(default_factory=list)
     paths: dict[str, Path | None] = field(default_factory=lambda: dict.fromkeys(OUTPUT_FILES))
+    task: str = "localize"
 
 
 def resolve_splits(data: Path, split: str) -> list[str]:
@@ -117,73 +118,6 @@ def _model_canvas(info: dict[str, Any], canvas: tuple[int, int]) -> tuple[int, i
     """The canvas the model runs at: its training size (``size=WxH`` runs), else the data's."""
     size = info.get("input_size")
     return canvas if size is None else (int(size[0]), int(size[1]))
-
-
-def _box(values: np.ndarray, keys: list[str]) -> dict[str, float]:
-    return {k: float(v) for k, v in zip(keys, values, strict=True)}
-
-
-def to_original(
-    images: list[ManifestImage], split_of: list[str], canvas_records: list[dict[str, Any]]
-) -> tuple[list[dict[str, Any]], np.ndarray, list[np.ndarray]]:
-    """Map :func:`~platelab.eval.metrics.evaluate` records from canvas to original pixels.
-
-    Args:
-        images: the manifest entries, indexed by the records' ``index``.
-        split_of: the split of each entry of ``images``.
-        canvas_records: ``evaluate(..., collect=True)`` records (``index``, ``score``,
-            predicted box ``x_min, y_min, x_max, y_max`` in canvas pixels).
-
-    Returns:
-        ``(records, pred_boxes_xyxy, gt_boxes_list)``: the report records (see
-        :class:`EvalReport`), the ``(M, 4)`` predicted boxes and the M ``(N_i, 4)``
-        plate arrays, all in original pixels and clipped to the photo.
-    """
-    canvas_records = sorted(canvas_records, key=lambda r: r["index"])
-    preds, gts = [], []
-    for r in canvas_records:
-        lb = images[r["index"]].letterbox
-        box = [[r["x_min"], r["y_min"], r["x_max"], r["y_max"]]]
-        preds.append(clip_boxes(lb.boxes_to_original(box), lb.orig_w, lb.orig_h)[0])
-        plates = lb.boxes_to_original(images[r["index"]].boxes_xyxy)
-        gts.append(clip_boxes(plates, lb.orig_w, lb.orig_h))
-    pred_boxes = np.asarray(preds, dtype=np.float64).reshape(-1, 4)
-    ious, match = best_matches(pred_boxes, gts)
-    records = []
-    for k, r in enumerate(canvas_records):
-        m, lb = images[r["index"]], images[r["index"]].letterbox
-        has = match[k] >= 0
-        records.append(
-            {
-                "index": int(r["index"]),
-                "image": m.image,
-                "split": split_of[r["index"]],
-                "orig_image": m.orig_image,
-                "source": m.source,
-                "subset": m.subset,
-                "orig_width": lb.orig_w,
-                "orig_height": lb.orig_h,
-                "plates": len(gts[k]),
-                "score": float(r["score"]),
-                "iou": float(ious[k]) if has else None,
-                **_box(pred_boxes[k], PRED_COLUMNS),
-                **(_box(gts[k][match[k]], GT_COLUMNS) if has else dict.fromkeys(GT_COLUMNS)),
-            }
-        )
-    return records, pred_boxes, gts
-
-
-def grouped_metrics(
-    records: list[dict[str, Any]], pred_boxes: np.ndarray, gts: list[np.ndarray], key: str
-) -> dict[str, dict[str, float]]:
-    """:func:`~platelab.eval.metrics.summarize` per value of ``records[i][key]``, sorted by value."""
-    groups: dict[str, list[int]] = defaultdict(list)
-    for i, r in enumerate(records):
-        groups[r[key]].append(i)
-    return {
-        name: summarize([records[i]["score"] for i in idx], pred_boxes[idx], [gts[i] for i in idx])
-        for name, idx in sorted(groups.items())
-    }
 
 
 def evaluate_checkpoint(
@@ -224,12 +158,14 @@ def evaluate_checkpoint(
 
     data = Path(data)
     splits = resolve_splits(data, split)
-    loader = build_eval_loader(data, splits, batch_size, workers=workers)
+    dev = resolve_device(device)
+    model, info = load_model_from_checkpoint(checkpoint, device=dev)
+    task = get_task(info.get("task"))
+    how = TASK_EVALS[task.name]
+    loader = build_eval_loader(data, splits, batch_size, workers=workers, collate_fn=task.collate)
     images: list[ManifestImage] = loader.dataset.images
     if not images:
         raise PlatelabError(f"{data}: split {split!r} has no images")
-    dev = resolve_device(device)
-    model, info = load_model_from_checkpoint(checkpoint, device=dev)
     canvas = dataset_canvas(data)
     model_canvas = _model_canvas(info, canvas)
     if model_canvas != canvas:  # a size=WxH run: letterbox the batches as training did
@@ -239,21 +175,20 @@ def evaluate_checkpoint(
     split_of = _split_labels(data, splits, len(images))
 
     log.info(
-        "evaluating %s (%s) on %s %s: %d images",
+        "evaluating %s (%s, task %s) on %s %s: %d images",
         info["path"],
         info["model"],
+        task.name,
         data,
         split,
         len(images),
     )
     bar = tqdm(loader, desc=f"eval {split}", unit="batch", leave=False, dynamic_ncols=True)
     resized = ResizedLoader(bar, canvas, model_canvas) if model_canvas != canvas else None
-    _, canvas_records = evaluate(model, resized or bar, device=dev, collect=True)
-    if resized is not None:  # model canvas -> dataset canvas, the inverse of the resize
-        for r in canvas_records:
-            box = resized.lb.boxes_to_original([[r[k] for k in XYXY]])[0]
-            r.update(zip(XYXY, box.tolist(), strict=True))
-    records, pred_boxes, gts = to_original(images, split_of, canvas_records)
+    back = resized.lb if resized is not None else None
+    records, metrics, by_source, by_subset = how.run(
+        task, model, resized or bar, images, split_of, dev, back
+    )
     seen = {r["index"] for r in records}
     skipped = [m.image for i, m in enumerate(images) if i not in seen]
     if not records:
@@ -262,16 +197,16 @@ def evaluate_checkpoint(
         log.warning(
             "%d of %d images could not be read and were left out", len(skipped), len(images)
         )
-    scores = [r["score"] for r in records]
     report = EvalReport(
-        metrics=summarize(scores, pred_boxes, gts),
-        by_source=grouped_metrics(records, pred_boxes, gts, "source"),
-        by_subset=grouped_metrics(records, pred_boxes, gts, "subset"),
+        metrics=metrics,
+        by_source=by_source,
+        by_subset=by_subset,
         records=records,
         info=info,
         dataset=data,
         split=split,
         skipped=skipped,
+        task=task.name,
     )
     if out is not None:
         report.paths = write_outputs(report, Path(out), images, gallery)
@@ -291,40 +226,34 @@ def metrics_document(report: EvalReport) -> dict[str, Any]:
     """The ``metrics.json`` content: what was evaluated, and the numbers."""
     info = report.info
     size = info.get("input_size")
-    return {
-        "model": info.get("model"),
-        "checkpoint": str(info.get("path")),
-        "epoch": info.get("epoch"),
-        "dataset": str(report.dataset),
-        "split": report.split,
-        "canvas": list(size) if size else None,
-        "skipped": report.skipped,
-        "metrics": report.metrics,
-        "by_source": report.by_source,
-        "by_subset": report.by_subset,
-    }
-
-
-def write_predictions_csv(path: Path, records: list[dict[str, Any]]) -> None:
-    """One row per record, :data:`PREDICTION_COLUMNS`; None is an empty field."""
-    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=PREDICTION_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for r in records:
-            writer.writerow({k: ("" if r[k] is None else r[k]) for k in PREDICTION_COLUMNS})
+    return TASK_EVALS[report.task].document(
+        {
+            "model": info.get("model"),
+            "checkpoint": str(info.get("path")),
+            "epoch": info.get("epoch"),
+            "dataset": str(report.dataset),
+            "split": report.split,
+            "canvas": list(size) if size else None,
+            "skipped": report.skipped,
+            "metrics": report.metrics,
+            "by_source": report.by_source,
+            "by_subset": report.by_subset,
+        }
+    )
 
 
 def write_outputs(
     report: EvalReport, out: Path, images: list[ManifestImage], gallery: int
 ) -> dict[str, Path | None]:
     """Write ``metrics.json``, ``predictions.csv`` and ``worst.png`` into ``out``."""
+    how = TASK_EVALS[report.task]
     paths = {key: out / name for key, name in OUTPUT_FILES.items()}
     with atomic_open(paths["metrics_json"], "w", encoding="utf-8") as f:
         json.dump(metrics_document(report), f, indent=2, ensure_ascii=False)
     log.info("wrote %s", paths["metrics_json"])
-    write_predictions_csv(paths["predictions_csv"], report.records)
+    how.write_predictions(paths["predictions_csv"], report.records)
     log.info("wrote %s (%d images)", paths["predictions_csv"], len(report.records))
-    written = write_gallery(report.dataset, images, report.records, paths["gallery"], gallery)
+    written = how.write_gallery(report.dataset, images, report.records, paths["gallery"], gallery)
     if written is None:
         if paths["gallery"].exists():  # a previous run's picture would now be a lie
             paths["gallery"].unlink()
@@ -334,28 +263,70 @@ def write_outputs(
     return {**paths, "gallery": written}
 
 
+@dataclass(frozen=True)
+class TaskEval:
+    """What ``platelab eval`` does differently for one task.
+
+    Attributes:
+        run: ``(task, model, loader, images, split_of, device, back) -> (records,
+            metrics, by_source, by_subset)`` in original pixels (``back``: the letterbox
+            from the dataset canvas to the model's, None when they are the same).
+        write_predictions: ``(path, records)``: ``predictions.csv``.
+        write_gallery: :func:`~platelab.eval.gallery.write_gallery`'s signature.
+        document: the ``metrics.json`` dict, given the common one.
+        summary_lines: the terminal lines of the headline metrics.
+        counts: the metric keys of the image, plate and negative counts.
+        group_columns: the per-source/subset table of the terminal summary.
+    """
+
+    run: Callable[..., tuple[list[dict[str, Any]], dict, dict, dict]]
+    write_predictions: Callable[[Path, list[dict[str, Any]]], None]
+    write_gallery: Callable[..., Path | None]
+    document: Callable[[dict[str, Any]], dict[str, Any]]
+    summary_lines: Callable[[dict[str, float]], list[str]]
+    counts: tuple[str, str, str]
+    group_columns: tuple[str, ...]
+
+
+TASK_EVALS = {
+    "localize": TaskEval(
+        run=evaluate_localize.run,
+        write_predictions=evaluate_localize.write_predictions_csv,
+        write_gallery=write_gallery,
+        document=lambda doc: doc,
+        summary_lines=evaluate_localize.summary_lines,
+        counts=("images", "plates", "negatives"),
+        group_columns=evaluate_localize.GROUP_COLUMNS,
+    ),
+    "detect": TaskEval(
+        run=evaluate_detect.run,
+        write_predictions=evaluate_detect.write_predictions_csv,
+        write_gallery=write_detection_gallery,
+        document=evaluate_detect.document,
+        summary_lines=evaluate_detect.summary_lines,
+        counts=("n_images", "n_plates", "n_negatives"),
+        group_columns=evaluate_detect.GROUP_COLUMNS,
+    ),
+}
+
+
 def format_report(report: EvalReport) -> str:
     """A few lines for the terminal: the headline metrics and a per-source/subset table."""
+    how = TASK_EVALS[report.task]
     m = report.metrics
+    images, plates, negatives = (int(m[k]) for k in how.counts)
     lines = [
         f"{report.info.get('model')} (epoch {report.info.get('epoch')}) on {report.dataset} "
-        f"[{report.split}]: {int(m['images'])} images, {int(m['plates'])} plates, "
-        f"{int(m['negatives'])} negatives"
+        f"[{report.split}]: {images} images, {plates} plates, {negatives} negatives"
         + (f", {len(report.skipped)} skipped" if report.skipped else ""),
-        f"mean IoU {m['mean_iou']:.4f}  median {m['median_iou']:.4f}  "
-        f"acc@0.5 {m['acc_iou50']:.4f}  acc@0.7 {m['acc_iou70']:.4f}",
-        f"IoU 0.5: P {m['precision']:.4f}  R {m['recall']:.4f}  F1 {m['f1']:.4f}  AP {m['ap50']:.4f}",
-        f"IoU 0.7: P {m['precision70']:.4f}  R {m['recall70']:.4f}  F1 {m['f1_70']:.4f}  "
-        f"AP {m['ap70']:.4f}",
+        *how.summary_lines(m),
     ]
-    cols = ["images", "plates", "mean_iou", "acc_iou70", "precision", "recall", "ap50"]
+    cols = how.group_columns
     for title, groups in (("source", report.by_source), ("subset", report.by_subset)):
         width = max([len(title), *map(len, groups)])
         lines.append(f"{title:<{width}}  " + "  ".join(f"{c:>9}" for c in cols))
         for name, g in groups.items():
-            cells = [
-                f"{int(g[c]):>9d}" if c in ("images", "plates") else f"{g[c]:>9.4f}" for c in cols
-            ]
+            cells = [f"{int(g[c]):>9d}" if c in how.counts else f"{g[c]:>9.4f}" for c in cols]
             lines.append(f"{name:<{width}}  " + "  ".join(cells))
     for key, path in report.paths.items():
         if path is not None:
