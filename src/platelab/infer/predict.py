@@ -91,12 +91,18 @@ def _thickness(image: np.ndarray) -> int:
     return max(1, round((w + h) / 2 * 0.003))  # ultralytics' line width rule
 
 
-def _draw_box(out: np.ndarray, box_xyxy: Any, label: str) -> None:
-    """Draw a box and its label (above the box, else inside its top edge) on ``out``."""
-    thick = _thickness(out)
+def _draw_box(
+    out: np.ndarray, box_xyxy: Any, label: str, thick: int | None = None, font_scale: float = 0.0
+) -> None:
+    """Draw a box and its label (above the box, else inside its top edge) on ``out``.
+
+    ``thick`` (default :func:`_thickness`) is the line width; ``font_scale`` (default
+    ``thick / 3``) the label's size.
+    """
+    thick = thick or _thickness(out)
     x0, y0, x1, y1 = (int(round(v)) for v in box_xyxy)
     cv2.rectangle(out, (x0, y0), (max(x0, x1 - 1), max(y0, y1 - 1)), BOX_COLOR, thick)
-    font_scale = max(0.3, thick / 3)
+    font_scale = font_scale or max(0.3, thick / 3)
     (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, 1)
     # Above the box when it fits, else inside its top edge.
     top = y0 - th - base - 2 if y0 - th - base - 2 >= 0 else y0
@@ -116,9 +122,12 @@ def _draw_box(out: np.ndarray, box_xyxy: Any, label: str) -> None:
 def draw_detections(image: np.ndarray, result: DetectionResult, conf: float = 0.0) -> np.ndarray:
     """Draw every plate of ``result`` scoring at least ``conf`` on a copy of ``image``.
 
-    Each plate: its box and score (green), its corner polygon (magenta) and a white dot
-    ringed in magenta on the top-left corner, so the reading direction shows. Lower
-    plates are drawn first, so the best one's label stays on top.
+    Each plate: its box and score label (green), its corner polygon over the box
+    (magenta; the two coincide for a plate seen head-on) and a white dot ringed in
+    magenta on the top-left corner, so the reading direction shows. Plates are small,
+    so lines are thinner and labels smaller than a localiser's, and the dot is at most
+    a third of the plate's height. Lower plates are drawn first, so the best one's
+    label stays on top.
 
     Args:
         image: ``(H, W, 3)`` uint8, RGB or BGR (the colours are symmetric in channel
@@ -127,16 +136,18 @@ def draw_detections(image: np.ndarray, result: DetectionResult, conf: float = 0.
         conf: the score threshold for drawing.
     """
     out = image.copy()
-    thick = _thickness(out)
+    thick = max(1, _thickness(out) - 1)
     for plate in reversed(result.plates):
         if not plate.score >= conf:
             continue
+        _draw_box(out, plate.box_xyxy, f"{plate.score:.2f}", thick, max(0.35, thick / 3))
         quad = np.round(plate.quad()).astype(np.int32)
         cv2.polylines(out, [quad.reshape(-1, 1, 2)], True, QUAD_COLOR, thick, cv2.LINE_AA)
+        plate_h = plate.box_xyxy[3] - plate.box_xyxy[1]
+        r = int(max(2, min(thick + 2, plate_h / 3)))
         tl = (int(quad[0, 0]), int(quad[0, 1]))
-        cv2.circle(out, tl, 2 * thick + 1, QUAD_COLOR, -1, cv2.LINE_AA)
-        cv2.circle(out, tl, thick + 1, TEXT_COLOR, -1, cv2.LINE_AA)
-        _draw_box(out, plate.box_xyxy, f"{plate.score:.2f}")
+        cv2.circle(out, tl, r, QUAD_COLOR, -1, cv2.LINE_AA)
+        cv2.circle(out, tl, max(1, r - max(1, thick // 2) - 1), TEXT_COLOR, -1, cv2.LINE_AA)
     return out
 
 
