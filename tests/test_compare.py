@@ -9,7 +9,7 @@ import re
 import pytest
 
 from platelab.cli import main
-from platelab.compare import Budget, CompareConfig, compare
+from platelab.compare import Budget, CompareConfig, check_plan, compare
 from platelab.errors import PlatelabError
 from tests.engine.test_train import make_dataset
 
@@ -105,3 +105,63 @@ def test_cli_compare_errors_are_one_line(datasets, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(e.startswith("platelab: error:") for e in err)
     assert "did you mean 'lr'" in err[1]
+
+
+def test_compare_a_localiser_and_a_detector_in_one_report(datasets, tmp_path):
+    data, _ = datasets
+    out = tmp_path / "mixed"
+    res = compare(_cfg(data, out, models=["dwsep_tiny", "detect:dwsep_tiny"]))
+    assert res["metric"] == "ap50"  # the Pareto axis both tasks measure
+    with open(out / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["model"], r["task"]) for r in rows] == [
+        ("dwsep_tiny", "localize"),
+        ("detect:dwsep_tiny", "detect"),
+    ]
+    loc, det = rows
+    assert loc["ap50_95"] == "" and loc["corner_error_px"] == ""  # detector-only columns
+    assert det["ap50_95"] != "" and 0 <= float(det["ap50"]) <= 1 and det["median_iou"] == ""
+    # each trained as its task, ranked by its task's own metric, in its own folder
+    assert json.loads((out / "runs" / "detect-dwsep_tiny" / "compare.json").read_text())
+    hparams = (out / "runs" / "detect-dwsep_tiny" / "hparams.yaml").read_text()
+    assert "task: detect" in hparams and "monitor: ap50" in hparams
+    assert "monitor: mean_iou" in (out / "runs" / "dwsep_tiny" / "hparams.yaml").read_text()
+    doc = json.loads((out / "eval" / "detect-dwsep_tiny" / "metrics.json").read_text())
+    assert doc["task"] == "detect"
+    md = (out / "report.md").read_text()
+    lines = md.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("| model | mean IoU"))
+    assert "AP50:95" in lines[at] and "corner err (px)" in lines[at]
+    assert lines[at + 2].startswith("| dwsep_tiny |")
+    assert lines[at + 2].endswith("| – | – |")  # not measured for a localiser
+    det_cells = [c.strip("* ") for c in lines[at + 3].split("|")[1:-1]]
+    assert det_cells[0] == "detect:dwsep_tiny" and "–" not in det_cells[:-1]
+    assert det_cells[-1] == "–"  # no corner error: the toy plates' corners are unknown
+    assert "[detect:dwsep_tiny run folder](runs/detect-dwsep_tiny)" in md
+
+
+@pytest.mark.parametrize(
+    ("models", "kw", "message"),
+    [
+        (["find:dwsep_tiny"], {}, "unknown task 'find' in model 'find:dwsep_tiny'"),
+        (["detect:"], {}, "names no backbone"),
+        (["detect:dwsep_tny"], {}, "did you mean"),
+        (["detect:dwsep_tiny", "detect:dwsep_tiny"], {}, "names a model twice"),
+        (["dwsep_tiny", "localize:dwsep_tiny"], {}, "names a model twice"),
+        (["dwsep_tiny", "detect:dwsep_tiny"], {"metric": "ap50_95"}, "choose from mean_iou"),
+        (["dwsep_tiny"], {"overrides": ("task=detect",)}, "compare sets 'task' itself"),
+    ],
+)
+def test_check_plan_reads_task_prefixes(models, kw, message):
+    with pytest.raises(PlatelabError, match=re.escape(message)):
+        check_plan(models, kw.get("overrides", ()), kw.get("metric"))
+
+
+def test_check_plan_returns_the_entries():
+    specs = check_plan(["dwsep_tiny", "detect:dwsep_tiny", "localize:mobilenet_v3_small"])
+    assert [(s.spec, s.task, s.model, s.run_name) for s in specs] == [
+        ("dwsep_tiny", "localize", "dwsep_tiny", "dwsep_tiny"),
+        ("detect:dwsep_tiny", "detect", "dwsep_tiny", "detect-dwsep_tiny"),
+        ("mobilenet_v3_small", "localize", "mobilenet_v3_small", "mobilenet_v3_small"),
+    ]
+    assert check_plan(["detect:dwsep_tiny"], metric="ap50_95")[0].task == "detect"

@@ -197,7 +197,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _models(text: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
     if not names:
-        raise argparse.ArgumentTypeError("expected model names like dwsep_small,resnet18")
+        raise argparse.ArgumentTypeError(
+            "expected model names like dwsep_small,resnet18,detect:dwsep_small"
+        )
     return names
 
 
@@ -534,12 +536,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=cmd_eval)
 
-    s = sub.add_parser("compare", help="train, evaluate and time several models alike")
-    s.add_argument("--models", type=_models, required=True, help="comma-separated names")
+    s = sub.add_parser(
+        "compare",
+        help="train, evaluate and time several models alike",
+        description="Train, evaluate and time several models under one budget, then report. "
+        "A model is a registry name, trained as a localiser (one box per image), or "
+        "TASK:NAME for another task: detect:dwsep_small trains a detector (every plate, with "
+        "corners). Localisers and detectors can be compared in one report.",
+    )
+    s.add_argument(
+        "--models", type=_models, required=True,
+        help="comma-separated [TASK:]NAME, e.g. dwsep_small,resnet18,detect:dwsep_small",
+    )  # fmt: skip
     s.add_argument("--data", type=Path, required=True, help="a prepared dataset")
     s.add_argument("--budget", type=_budget, default="5", help="per model: 5 (epochs) or 3min")
     s.add_argument("--out", type=Path, default=Path("runs/compare"))
-    s.add_argument("--metric", default="mean_iou", help="accuracy on the Pareto plot")
+    s.add_argument(
+        "--metric",
+        help="accuracy on the Pareto plot and the rank of best epochs, one every compared task "
+        "measures (default: mean_iou; ap50 when a detector is compared, each model's epochs "
+        "then ranked by its task's own metric)",
+    )
     s.add_argument("--split", default="test", choices=["train", "val", "test", "all"])
     s.add_argument(
         "--eval-set", type=_named_path, action="append", metavar="NAME=DATASET",

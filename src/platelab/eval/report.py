@@ -3,6 +3,8 @@
 Everything here reads the rows :mod:`platelab.compare` measured (one dict per model)
 and draws or writes them; nothing is measured here. ``report.html`` is self-contained:
 its pictures are embedded as ``data:`` URIs, so it can be mailed or attached as it is.
+A table column shows when some row has its key; a row without a value there (a
+localiser has no AP50:95 or corner error) shows ``–``, as does a NaN.
 """
 
 from __future__ import annotations
@@ -40,11 +42,17 @@ TABLES = {
         ("mean_iou", "mean IoU", "{:.3f}"),
         ("acc_iou50", "acc@0.5", "{:.3f}"),
         ("acc_iou70", "acc@0.7", "{:.3f}"),
+        ("precision", "P", "{:.3f}"),
+        ("recall", "R", "{:.3f}"),
         ("f1", "F1", "{:.3f}"),
         ("ap50", "AP50", "{:.3f}"),
+        ("ap50_95", "AP50:95", "{:.3f}"),  # detectors only
+        ("corner_error_px", "corner err (px)", "{:.2f}"),  # detectors only
     ),
 }
 TABLE_TITLES = {"speed": "Size and speed", "accuracy": "Accuracy"}
+MISSING = "–"  # a value the row's model does not measure
+LOWER_IS_BETTER = ("_ms", "_px")  # column key suffixes
 
 
 def cpu_name() -> str:
@@ -148,7 +156,7 @@ def pareto_plot(
     ax.xaxis.set_minor_formatter(plain)
     ax.tick_params(axis="x", which="minor", labelsize=7)
     ax.set_xlabel("FPS at batch 1 (log scale)")
-    ax.set_ylabel(_label(metric))
+    ax.set_ylabel(_label(metric) + (" (every plate, IoU 0.5)" if metric == "ap50" else ""))
     lo, hi = min(acc), max(acc)
     pad = max(0.05, (hi - lo) * 0.15)
     ax.set_ylim(max(0.0, lo - pad), min(1.0, hi + pad) if hi <= 1 else hi + pad)
@@ -164,31 +172,45 @@ def pareto_plot(
 
 def _label(metric: str) -> str:
     return {"mean_iou": "mean IoU", "median_iou": "median IoU", "acc_iou50": "acc@0.5",
-            "acc_iou70": "acc@0.7", "ap50": "AP50", "ap70": "AP70", "f1": "F1"}.get(
+            "acc_iou70": "acc@0.7", "ap50": "AP50", "ap70": "AP70", "f1": "F1",
+            "ap50_95": "AP50:95", "ap75": "AP75"}.get(
         metric, metric.replace("_", " "))  # fmt: skip
 
 
-def _read_curves(metrics_csv: Path) -> dict[str, list[float]]:
+def _read_curves(metrics_csv: Path, metric: str = "mean_iou") -> dict[str, list[float]]:
     with open(metrics_csv, newline="") as f:
         rows = list(csv.DictReader(f))
     out: dict[str, list[float]] = {}
-    for key in ("epoch", "train_loss", "val_loss", "mean_iou"):
+    for key in ("epoch", "train_loss", "val_loss", metric):
         out[key] = [float(r[key]) if r.get(key) not in (None, "") else math.nan for r in rows]
     return out
 
 
-def curves_plot(runs: Mapping[str, Path], path: Path) -> Path:
-    """Per model: train and val loss, and val mean IoU, against epoch (``metrics.csv``)."""
+def curves_plot(
+    runs: Mapping[str, Path], path: Path, monitors: Mapping[str, str] | None = None
+) -> Path:
+    """Per model: train and val loss, and its monitored validation metric, against epoch.
+
+    Args:
+        runs: model name -> its ``metrics.csv``.
+        monitors: model name -> the ``metrics.csv`` column on the right panel (default
+            ``mean_iou``); models monitoring different metrics are labelled with theirs.
+    """
     plt = _pyplot()
+    monitors = {name: (monitors or {}).get(name, "mean_iou") for name in runs}
+    one = len(set(monitors.values())) <= 1
     fig, (ax_loss, ax_iou) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     for i, (name, csv_path) in enumerate(runs.items()):
-        c = _read_curves(csv_path)
+        key = monitors[name]
+        c = _read_curves(csv_path, key)
         colour = f"C{i}"
         ax_loss.plot(c["epoch"], c["train_loss"], "-o", c=colour, ms=3, label=f"{name} train")
         ax_loss.plot(c["epoch"], c["val_loss"], "--", c=colour, label=f"{name} val")
-        ax_iou.plot(c["epoch"], c["mean_iou"], "-o", c=colour, ms=3, label=name)
+        label = name if one else f"{name} ({_label(key)})"
+        ax_iou.plot(c["epoch"], c[key], "-o", c=colour, ms=3, label=label)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
-    ax_iou.set(xlabel="epoch", ylabel="val mean IoU", title="validation mean IoU")
+    what = _label(next(iter(monitors.values()), "mean_iou")) if one else "monitored metric"
+    ax_iou.set(xlabel="epoch", ylabel=f"val {what}", title=f"validation {what}")
     for ax in (ax_loss, ax_iou):
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
@@ -209,8 +231,8 @@ def _save(fig, path: Path) -> None:
 # -- report.md / report.html -----------------------------------------------------------
 def _cell(row: Mapping[str, Any], key: str, fmt: str) -> str:
     v = row.get(key, "")
-    if v in ("", None):
-        return ""
+    if v in ("", None) or (isinstance(v, float) and math.isnan(v)):
+        return MISSING
     if key == "params":
         v = float(v) / 1e6
     try:
@@ -274,7 +296,7 @@ def _best_per_column(rows: Sequence[Mapping[str, Any]], cols: Sequence[tuple]) -
         vals = [float(r[k]) if r.get(k) not in ("", None) else math.nan for r in rows]
         if len(vals) < 2 or all(math.isnan(v) for v in vals):
             continue
-        lower = k.endswith("_ms")
+        lower = k.endswith(LOWER_IS_BETTER)
         arr = np.array([(-v if lower else v) if not math.isnan(v) else -np.inf for v in vals])
         if (arr == arr.max()).sum() == 1:  # a tie (all 0.000, say) has no best
             best[k] = int(arr.argmax())
