@@ -171,7 +171,7 @@ def _camera(rng: np.random.Generator, img: np.ndarray, plate_h: int) -> np.ndarr
         img = effects.color(rng, img)
     r = rng.random()
     if r < 0.12:  # over-exposed: highlights clip, strokes bleed
-        f = img.astype(np.float32) * rng.uniform(1.4, 2.5) + rng.uniform(0, 40)
+        f = img.astype(np.float32) * rng.uniform(1.3, 2.0) + rng.uniform(0, 25)
         img = cv2.convertScaleAbs(f)
     elif r < 0.24:  # under-exposed
         img = cv2.convertScaleAbs(img.astype(np.float32) * rng.uniform(0.4, 0.75))
