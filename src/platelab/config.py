@@ -35,7 +35,7 @@ def loss_keys(task: str | None = None) -> tuple[str, ...]:
 class TrainConfig(EngineConfig):
     """Everything ``platelab train`` reads (the engine's keys are inherited)."""
 
-    task: Literal["localize", "detect"] = Field(
+    task: Literal["localize", "detect", "read"] = Field(
         "localize", description="what the model learns (platelab.tasks); sets monitor's default"
     )
     model: str = Field("mobilenet_v3_small", description="registry name (platelab models)")

@@ -1,8 +1,8 @@
 """``platelab train``: a task on the generic engine.
 
 ``train(cfg)`` asks the task (``cfg.task``, :mod:`platelab.tasks`) for the model, the
-loss, the batch collation and the evaluation, builds the augmented training stream
-and the validation stream of a prepared dataset, writes ``RUN/hparams.yaml`` and hands
+loss, the evaluation and the loaders (the augmented training stream and the validation
+stream of a prepared dataset, batched by the task's collate), writes ``RUN/hparams.yaml`` and hands
 all of it to :class:`~platelab.engine.trainer.Trainer`. Rebuilding a trained model from
 its checkpoint is :func:`platelab.models.weights.load_model_from_checkpoint`.
 """
@@ -14,7 +14,7 @@ import logging
 import os
 from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from platelab.atomic import atomic_write_bytes
 from platelab.engine import distributed as dist
@@ -62,25 +62,7 @@ def _check_monitor(monitor: str, task: Task, loss_fn: nn.Module) -> None:
         raise PlatelabError(f"monitor '{monitor}' is not a metric{hint}")
 
 
-def _loaders(cfg: TrainConfig, task: Task, canvas: tuple[int, int], size: tuple[int, int]) -> tuple:
-    """The augmented, sharded training stream and the sharded, ordered validation stream."""
-    from platelab.data.resize import ResizedLoader
-    from platelab.data.stream import build_loader
-
-    common = dict(workers=cfg.workers, seed=cfg.seed, collate_fn=task.collate)
-    train_kw = dict(augment=cfg.augment, shuffle=True, even=dist.world_size() > 1, **common)
-    train_loader: Any = build_loader(cfg.data, "train", cfg.batch_size, drop_last=True, **train_kw)
-    if len(train_loader) == 0:  # fewer images per worker than a batch: keep the remainder
-        train_loader = build_loader(cfg.data, "train", cfg.batch_size, **train_kw)
-    # Sharded like training (not PlateDataset): evaluate gathers the ranks' shards by index.
-    val_loader: Any = build_loader(cfg.data, "val", cfg.batch_size, shuffle=False, **common)
-    if size != canvas:
-        train_loader = ResizedLoader(train_loader, canvas, size)
-        val_loader = ResizedLoader(val_loader, canvas, size)
-    return train_loader, val_loader
-
-
-def _monitor_without_val(cfg: TrainConfig) -> TrainConfig:
+def _monitor_without_val(cfg: TrainConfig, task: Task) -> TrainConfig:
     """With an empty validation split, rank the best epochs by ``train_loss`` and say so.
 
     Every validation metric of an empty split is 0 (or NaN), so the "best" epochs would
@@ -88,9 +70,7 @@ def _monitor_without_val(cfg: TrainConfig) -> TrainConfig:
     training split), but ``monitor`` becomes ``train_loss`` (lower is better), logged as a
     warning and recorded in ``hparams.yaml``. A ``train_*`` monitor is kept as it is.
     """
-    from platelab.data.manifest import load_split
-
-    if cfg.monitor.startswith("train_") or load_split(Path(cfg.data), "val"):
+    if cfg.monitor.startswith("train_") or task.split_length(Path(cfg.data), "val"):
         return cfg
     log.warning(
         "%s has an empty val split: monitoring train_loss instead of %s, so "
@@ -145,12 +125,10 @@ def train(cfg: TrainConfig, resume: Path | str | None = None) -> Path:
         KeyboardInterrupt: Ctrl-C, re-raised once the trainer has logged how to resume;
             ``last.pth`` holds the last finished epoch (the interrupted one is lost).
     """
-    from platelab.data.manifest import dataset_canvas
-
     state = None
-    canvas = dataset_canvas(Path(cfg.data))  # also: "not a prepared dataset"
-    size = parse_size(cfg.size) if cfg.size else canvas
     task = get_task(cfg.task)
+    canvas = task.data_size(Path(cfg.data))  # also: "not a prepared dataset"
+    size = parse_size(cfg.size) if cfg.size else canvas
     loss_fn = task.build_loss(cfg.loss)
     _check_monitor(cfg.monitor, task, loss_fn)
     check_model_name(cfg.model)  # before the lock creates the run folder
@@ -179,7 +157,7 @@ def _train_locked(
     from platelab.models import create_model
 
     run_dir = Path(cfg.out)
-    cfg = _monitor_without_val(cfg)
+    cfg = _monitor_without_val(cfg, task)
     interrupted = False
     joined = dist.init_distributed(resolve_device(cfg.device).type)
     try:
@@ -190,7 +168,7 @@ def _train_locked(
             model = task.build_model(cfg.model, pretrained=cfg.pretrained, weights=cfg.weights)
         else:  # the checkpoint's architecture; its weights replace any starting weights
             model = create_model(cfg.model, **state["meta"].get("model_kwargs", {}))
-        train_loader, val_loader = _loaders(cfg, task, canvas, size)
+        train_loader, val_loader = task.build_loaders(cfg, canvas, size, model)
         meta = checkpoint_meta(model, size, cfg.data)
         if dist.is_primary():
             run_dir.mkdir(parents=True, exist_ok=True)

@@ -3,9 +3,10 @@
 from platelab.models import create_model, list_models
 model = create_model("dwsep_small")           # a Localizer
 out = model(images_uint8)                      # {"boxes_norm_xyxy": [B, 4], "logits": [B]}
+reader = create_model("crnn")                  # a text recogniser (task=read): {"logits": [B, T, C]}
 """
 
-from platelab.models import backbones, custom  # noqa: F401  (registers the models)
+from platelab.models import backbones, custom, recognizer  # noqa: F401  (registers the models)
 from platelab.models.backbones import load_weights
 from platelab.models.heads import BoxHead, Localizer
 from platelab.models.loss import LocalizationLoss

@@ -148,7 +148,8 @@ def describe_models(
     counts are exact and a resnet50 costs milliseconds. Nothing is cached.
 
     Args:
-        size: input ``(W, H)`` for the FLOP count.
+        size: input ``(W, H)`` for the FLOP count; a model with its own ``input_size``
+            (a recogniser's crop size) is counted at that instead.
         names: registry names (``timm/<name>`` too); default every registered model.
 
     Returns:
@@ -158,12 +159,13 @@ def describe_models(
     for name in list(names) if names else list_models():
         with torch.device("meta"):
             model = create_model(name).eval()
+        own = getattr(model, "input_size", None) or size  # a recogniser reads its crop size
         rows.append(
             {
                 "name": name,
                 "params": sum(p.numel() for p in model.parameters()),
-                "input_size": (int(size[0]), int(size[1])),
-                "gflops": count_flops(model, size) / 1e9,
+                "input_size": (int(own[0]), int(own[1])),
+                "gflops": count_flops(model, own) / 1e9,
             }
         )
     return rows

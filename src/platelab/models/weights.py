@@ -31,7 +31,8 @@ def checkpoint_meta(
     """The ``meta`` a checkpoint carries so that :func:`load_model_from_checkpoint` (and
     eval, predict, export) can rebuild ``model`` from the file alone: its registry name and
     arguments, its task, the canvas ``(W, H)`` it was trained on, its normalisation, its
-    dataset."""
+    dataset, and whatever the model's own ``meta_extra()`` adds (a recogniser: its
+    ``charset`` ``{"name", "symbols"}``, ``crop_size`` ``[W, H]``, ``decoder``, ``max_len``)."""
     meta = {
         "model": model.name,
         "model_kwargs": dict(model.config),
@@ -40,6 +41,8 @@ def checkpoint_meta(
         "mean": model.mean.flatten().tolist(),
         "std": model.std.flatten().tolist(),
     }
+    if hasattr(model, "meta_extra"):  # what else describes the model (a recogniser: charset, ...)
+        meta.update(model.meta_extra())
     if dataset is not None:
         meta["dataset"] = str(dataset)
     return meta

@@ -17,7 +17,7 @@ from __future__ import annotations
 from platelab.errors import PlatelabError
 from platelab.tasks.base import DEFAULT_TASK, Task
 
-TASK_NAMES = ("localize", "detect")
+TASK_NAMES = ("localize", "detect", "read")
 
 
 def get_task(name: str | None) -> Task:
@@ -35,6 +35,10 @@ def get_task(name: str | None) -> Task:
         from platelab.tasks.detect import DETECT
 
         return DETECT
+    if name == "read":
+        from platelab.tasks.read import READ
+
+        return READ
     raise PlatelabError(f"unknown task '{name}'; choose from {', '.join(TASK_NAMES)}")
 
 
