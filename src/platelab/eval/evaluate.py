@@ -10,7 +10,8 @@ canvas pixels back to its original photo with the manifest's
 same way and scored there (:func:`~platelab.eval.metrics.summarize`): overall, per
 ``source`` and per ``subset``. A detector (:mod:`platelab.eval.evaluate_detect`): every
 detection, its box and its corners, scored the same way with COCO AP, P/R/F1 and the
-corner error in photo pixels.
+corner error in photo pixels. A recogniser (:mod:`platelab.eval.evaluate_read`) reads
+the crops of a crop dataset and scores the texts (accuracy, CER, breakdowns, coverage).
 
 Outputs in ``out`` (each written atomically)::
 
@@ -37,7 +38,7 @@ from platelab.atomic import atomic_open
 from platelab.data.manifest import SPLITS, ManifestImage, dataset_canvas
 from platelab.data.resize import ResizedLoader
 from platelab.errors import PlatelabError
-from platelab.eval import evaluate_detect, evaluate_localize
+from platelab.eval import evaluate_detect, evaluate_localize, evaluate_read
 from platelab.eval.evaluate_localize import (  # noqa: F401  (the localiser's names, as before)
     GT_COLUMNS,
     PRED_COLUMNS,
@@ -91,6 +92,7 @@ class EvalReport:
     skipped: list[str] = field(default_factory=list)
     paths: dict[str, Path | None] = field(default_factory=lambda: dict.fromkeys(OUTPUT_FILES))
     task: str = "localize"
+    extra: dict[str, Any] = field(default_factory=dict)  # more metrics.json sections (read)
 
 
 def resolve_splits(data: Path, split: str) -> list[str]:
@@ -162,6 +164,11 @@ def evaluate_checkpoint(
     model, info = load_model_from_checkpoint(checkpoint, device=dev)
     task = get_task(info.get("task"))
     how = TASK_EVALS[task.name]
+    if task.name == "read":  # crops, not letterboxed photos: its own loader and records
+        return evaluate_read.evaluate_crops(
+            task, model, info, data, splits, split, out, batch_size=batch_size,
+            workers=workers, device=dev, gallery=gallery,
+        )  # fmt: skip
     loader = build_eval_loader(data, splits, batch_size, workers=workers, collate_fn=task.collate)
     images: list[ManifestImage] = loader.dataset.images
     if not images:
@@ -238,6 +245,7 @@ def metrics_document(report: EvalReport) -> dict[str, Any]:
             "metrics": report.metrics,
             "by_source": report.by_source,
             "by_subset": report.by_subset,
+            **report.extra,
         }
     )
 
@@ -307,6 +315,15 @@ TASK_EVALS = {
         counts=("n_images", "n_plates", "n_negatives"),
         group_columns=evaluate_detect.GROUP_COLUMNS,
     ),
+    "read": TaskEval(
+        run=evaluate_read.run,
+        write_predictions=evaluate_read.write_predictions_csv,
+        write_gallery=evaluate_read.write_read_gallery,
+        document=evaluate_read.document,
+        summary_lines=evaluate_read.summary_lines,
+        counts=("n_crops",),
+        group_columns=evaluate_read.GROUP_COLUMNS,
+    ),
 }
 
 
@@ -314,10 +331,15 @@ def format_report(report: EvalReport) -> str:
     """A few lines for the terminal: the headline metrics and a per-source/subset table."""
     how = TASK_EVALS[report.task]
     m = report.metrics
-    images, plates, negatives = (int(m[k]) for k in how.counts)
+    counted = [int(m[k]) for k in how.counts]
+    what = (
+        "{} images, {} plates, {} negatives".format(*counted)
+        if len(counted) == 3
+        else f"{counted[0]} crops"  # a recogniser
+    )
     lines = [
         f"{report.info.get('model')} (epoch {report.info.get('epoch')}) on {report.dataset} "
-        f"[{report.split}]: {images} images, {plates} plates, {negatives} negatives"
+        f"[{report.split}]: {what}"
         + (f", {len(report.skipped)} skipped" if report.skipped else ""),
         *how.summary_lines(m),
     ]
