@@ -348,6 +348,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     print("onnx.checker: ok")
     kind = "photos" if report.real_images else "random canvases (no photos found)"
+    if report.task == "read":
+        meta = report.metadata
+        print(
+            f"outputs logits [B, T, C] and positions [B, T], decoded outside the graph "
+            f"({meta.get('decoder')}); metadata holds the charset and crop size {meta.get('canvas')}"
+        )
+        print(
+            f"parity with PyTorch on {report.images} crops: the same text for "
+            f"{report.texts_equal}/{report.images}, largest probability difference "
+            f"{report.max_score_diff:.1e}, logit difference {report.max_logit_diff:.1e}"
+        )
+        return 0
     orig = report.max_box_diff_orig_px
     if report.task == "detect":
         corner_orig = report.max_corner_diff_orig_px
@@ -579,8 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--iters", type=_positive, default=30, help="timed runs per figure, at most")
     s.add_argument("--channels-last", action="store_true", help="torch in channels_last")
     s.add_argument(
-        "--task", choices=["localize", "detect"],
-        help="the task a registry name is built for (default localize; a checkpoint has its own)",
+        "--task", choices=["localize", "detect", "read"],
+        help="the task a registry name is built for (default localize, read for a recogniser; "
+        "a checkpoint has its own)",
     )  # fmt: skip
     s.add_argument("--csv", type=Path, help="also write the rows here")
     s.set_defaults(func=cmd_bench)

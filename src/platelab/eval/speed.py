@@ -153,7 +153,8 @@ def load_target(target: str | Path, task: str | None = None) -> tuple[nn.Module,
 
     A path that exists (a ``.pth`` or a run folder), or that looks like one, loads with
     :func:`platelab.models.weights.load_model_from_checkpoint`; anything else is a registry name
-    (random weights), built for ``task`` (None: ``localize``).
+    (random weights), built for ``task`` (None: the model's own, ``localize`` but for a
+    recogniser, which reads at its crop size).
 
     Returns:
         ``(model in eval mode on the CPU, info)``; ``info`` has ``model`` (registry name),
@@ -184,12 +185,19 @@ def load_target(target: str | Path, task: str | None = None) -> tuple[nn.Module,
         }
     from platelab.engine.trainer import weights_size_mb
 
-    kind = get_task(task)
-    model = kind.build_model(str(target)).eval()
+    if task is None:  # the model's own task (a recogniser reads; the rest localise)
+        from platelab.models import create_model
+        from platelab.models.weights import model_task
+
+        model = create_model(str(target)).eval()
+        kind = get_task(model_task(model))
+    else:
+        kind = get_task(task)
+        model = kind.build_model(str(target)).eval()
     return model, {
         "model": model.name,
         "task": kind.name,
-        "canvas": None,
+        "canvas": getattr(model, "input_size", None),  # a recogniser's crop size
         "size_mb": weights_size_mb(model),
         "size_kind": "fp32_weights",
     }

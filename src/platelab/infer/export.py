@@ -16,6 +16,9 @@ A localiser (``task = "localize"``):
   (JSON; informational, normalisation is inside the graph), and ``epoch`` and
   ``checkpoint`` (file name) when exported from a checkpoint.
 
+A recogniser (``task = "read"``) takes plate crops and outputs ``logits`` and ``positions``,
+decoded outside the graph; see :mod:`platelab.infer.read_export`.
+
 A detector (``task = "detect"``) has the same input and metadata, and the model's
 post-processing inside the graph: outputs ``boxes [batch, K, 4]``, ``scores [batch, K]``,
 ``corners [batch, K, 4, 2]`` and ``num [batch]`` (int64), ``K = max_det``, and the
@@ -128,6 +131,11 @@ class ExportReport:
     box differences are over those) and the largest corner difference
     (``max_corner_diff_px``, ``max_corner_diff_orig_px``); ``postprocess`` holds the
     settings baked into the graph. They are None for a localiser.
+
+    A recogniser's (``task=read``): ``max_box_diff_px`` is the largest difference of the
+    ``positions`` output in crop pixels, ``max_score_diff`` of any class probability,
+    ``max_logit_diff`` of any logit, and ``texts_equal`` how many of the ``images``
+    crops decode to the same text in both runtimes.
     """
 
     path: Path
@@ -148,6 +156,8 @@ class ExportReport:
     max_corner_diff_px: float | None = None
     max_corner_diff_orig_px: float | None = None
     postprocess: dict[str, float] | None = None
+    max_logit_diff: float | None = None
+    texts_equal: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: paths as strings."""
@@ -203,6 +213,9 @@ def model_metadata(model: nn.Module, canvas: tuple[int, int], input_dtype: str) 
         buf = getattr(model, key, None)
         if isinstance(buf, Tensor):
             meta[key] = json.dumps([round(float(v), 6) for v in buf.flatten()])
+    if hasattr(model, "meta_extra"):  # a recogniser: charset, crop_size, decoder, max_len
+        for key, value in model.meta_extra().items():
+            meta[key] = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return meta
 
 
@@ -275,7 +288,7 @@ def export_onnx(
         model.to(device).train(was_training)
     proto = program.model_proto
     onnx.helper.set_model_props(proto, {k: str(v) for k, v in meta.items()})
-    what = "detector" if task.name == "detect" else "localiser"
+    what = {"detect": "detector", "read": "recogniser"}.get(task.name, "localiser")
     proto.doc_string = f"platelab {meta['model']} {what}, canvas {meta['canvas']}"
     try:
         atomic_write_bytes(out, proto.SerializeToString())
@@ -308,6 +321,10 @@ class _Wrap:
             from platelab.infer.detect_export import ExportedDetector
 
             return ExportedDetector(model, self.postprocess)
+        if self.task == "read":
+            from platelab.infer.read_export import ExportedRecognizer
+
+            return ExportedRecognizer(model)
         return ExportedModel(model, canvas)
 
 
@@ -539,7 +556,12 @@ def export_checkpoint(
         raise PlatelabError(f"onnx.checker rejects {path}: {reason(e)}") from None
 
     session = onnx_session(path, threads)
-    if task == "detect":
+    if task == "read":
+        from platelab.infer.read_export import parity_read
+
+        diffs = parity_read(model, session, canvases, input_dtype=input_dtype)
+        diffs |= {"max_box_diff_px": diffs["max_position_diff_px"], "max_box_diff_orig_px": None}
+    elif task == "detect":
         from platelab.infer.detect_export import parity_detect
 
         diffs = parity_detect(
@@ -568,6 +590,8 @@ def export_checkpoint(
         metadata=read_metadata(path),
         task=task,
     )
+    if task == "read":
+        report.max_logit_diff, report.texts_equal = diffs["max_logit_diff"], diffs["texts_equal"]
     if task == "detect":
         report.plates = diffs["plates"]
         report.max_corner_diff_px = diffs["max_corner_diff_px"]
@@ -582,7 +606,7 @@ def export_checkpoint(
             )
     worst_px = max(report.max_box_diff_px, report.max_corner_diff_px or 0.0)
     if worst_px > tolerance_px or report.max_score_diff > TOLERANCE_SCORE:
-        what = "box/corner" if task == "detect" else "box"
+        what = {"detect": "box/corner", "read": "position"}.get(task, "box")
         raise PlatelabError(
             f"ONNX parity failed for {path}: {what} diff {worst_px:.4f} px "
             f"(tolerance {tolerance_px} px), score diff {report.max_score_diff:.2e} "
@@ -605,6 +629,14 @@ def dataset_photos(checkpoint: Path | str, n: int = 8) -> list[Path]:
     )
     if not dataset or not (Path(dataset) / "test.csv").is_file():
         return []
+    from platelab.data.crop_manifest import is_crop_dataset, load_crop_split
+
+    if is_crop_dataset(Path(dataset)):  # a recogniser's: its test crops
+        try:
+            crops = [Path(dataset) / it.image for it in load_crop_split(Path(dataset), "test")]
+        except PlatelabError:
+            return []
+        return [c for c in crops if c.is_file()][:n]
     try:
         images = load_split(Path(dataset), "test")
     except PlatelabError:

@@ -24,6 +24,9 @@ Outputs under ``OUT``:
   bytes ``caf`` E9 ``.jpg`` become the text ``caf\\xe9.jpg``), control characters
   likewise, so every line is valid UTF-8 JSON. The drawn image keeps the original bytes
   of the name.
+  A recogniser's (``task=read``, SOURCE a crop or a folder of crops) line holds the
+  reading: ``{"source", "frame", "width", "height", "text", "score", "char_scores",
+  "rows"}`` (``score``: the product of the character confidences).
 * annotated images at the same relative paths (an image SOURCE: ``OUT/<name>``), or
   ``OUT/<stem>.mp4`` (``mp4v``, the input's fps and frame size) for a video. A box and its
   score are drawn when ``score >= conf``; for a detector every plate: its box (green),
@@ -55,6 +58,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from platelab.data.imageio import IMAGE_EXTS, read_image
 from platelab.errors import PlatelabError, display_path, reason
 from platelab.infer.predictor import DetectionResult, Prediction, Predictor
+from platelab.tasks.read import TextPrediction
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +156,11 @@ def draw_detections(image: np.ndarray, result: DetectionResult, conf: float = 0.
 
 
 def draw_result(image: np.ndarray, result: Prediction | DetectionResult, conf: float) -> np.ndarray:
-    """:func:`draw_prediction` or :func:`draw_detections`, as ``result`` is."""
+    """:func:`draw_prediction`, :func:`draw_detections` or a reading, as ``result`` is."""
+    if isinstance(result, TextPrediction):
+        from platelab.infer.read_predictor import draw_reading
+
+        return draw_reading(image, result)
     if isinstance(result, DetectionResult):
         return draw_detections(image, result, conf)
     return draw_prediction(image, result, conf)
@@ -195,7 +203,11 @@ class _Results:
             "width": pred.width,
             "height": pred.height,
         }
-        if isinstance(pred, DetectionResult):
+        if isinstance(pred, TextPrediction):  # a recogniser: the text of the crop
+            line |= pred.to_dict()
+            self.plates += bool(pred.text) and pred.score >= self.conf
+            self.with_plates += bool(pred.text) and pred.score >= self.conf
+        elif isinstance(pred, DetectionResult):
             plates = pred.above(self.conf).plates
             line["plates"] = [p.to_dict() for p in plates]
             self.plates += len(plates)
@@ -418,7 +430,7 @@ def run_predict(
         )
     )
     if conf is None:
-        conf = predictor.conf if predictor.task == "detect" else LOCALIZE_CONF
+        conf = {"detect": predictor.conf, "read": 0.0}.get(predictor.task, LOCALIZE_CONF)
 
     res = _Results(out, conf, save)
     video = None
@@ -467,6 +479,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         + (
             f"{summary['plates']} plate(s) in {summary['with_plates']} {unit}"
             if summary.get("task") == "detect"
+            else f"{summary['plates']} read (a non-empty text)"
+            if summary.get("task") == "read"
             else f"{summary['plates']} with a plate"
         )
         + f" (score >= {summary['conf']:g})"

@@ -30,6 +30,10 @@ Backends:
   metadata), outputs ``boxes`` in canvas pixels and ``scores`` (sigmoid applied); a
   detector's also ``corners`` and ``num``, post-processed in the graph.
 
+A recogniser (``task=read``) reads plate crops, or photos with their plates' corners
+(:meth:`Predictor.read`), into :class:`~platelab.tasks.read.TextPrediction` (text,
+score, per-character confidences and rows); see :mod:`platelab.infer.read_predictor`.
+
 A detector in torch runs :func:`platelab.tasks.detect_ops.postprocess` with
 :data:`platelab.tasks.detect.DEPLOY`'s settings (its threshold set to ``conf``), the
 same as ``platelab export`` bakes into a graph by default.
@@ -343,6 +347,9 @@ class Predictor:
         self.task = "localize"
         self.postprocess: Any = None
         self._run_detect: DetectRunner | None = None
+        self._run_read: Any = None  # a recogniser's (read_predictor.ReadRunner)
+        self.charset: Any = None
+        self.decoder: str | None = None
         if self.backend == "onnx":
             if device != "cpu":
                 log.warning("the onnx backend runs on the CPU; device=%s is ignored", device)
@@ -364,6 +371,7 @@ class Predictor:
             torch.set_num_threads(int(threads))
         dev = _torch_device(device)
         if isinstance(model, nn.Module):
+            canvas = canvas or getattr(model, "input_size", None)  # a recogniser's crop size
             if canvas is None:
                 raise PlatelabError("canvas=(W, H) is required when the model is an nn.Module")
             module = model.to(dev).eval()
@@ -380,7 +388,12 @@ class Predictor:
                 raise PlatelabError(f"{self.info['path']} records no input size: pass canvas")
         self.canvas = (int(canvas[0]), int(canvas[1]))
         get_task(self.task)  # an unknown task: one line
-        if self.task == "detect":
+        if self.task == "read":
+            from platelab.infer.read_predictor import torch_read_runner
+
+            self.charset, self.decoder = module.charset, module.decoder
+            self._run_read = torch_read_runner(module, dev)
+        elif self.task == "detect":
             from platelab.tasks.detect import DEPLOY
 
             self.postprocess = replace(DEPLOY, conf=self.conf)
@@ -406,7 +419,13 @@ class Predictor:
         session = export.onnx_session(path, threads=threads)
         self.task = get_task(meta.get("task")).name  # none recorded: a localiser
         input_dtype = meta.get("input_dtype", "uint8")
-        if self.task == "detect":
+        if self.task == "read":
+            from platelab.infer.read_export import charset_from_metadata
+            from platelab.infer.read_predictor import onnx_read_runner
+
+            self.charset, self.decoder = charset_from_metadata(meta), meta.get("decoder", "ctc")
+            self._run_read = onnx_read_runner(session, input_dtype)
+        elif self.task == "detect":
             from platelab.infer.detect_export import postprocess_from_metadata
 
             self.postprocess = postprocess_from_metadata(meta)
@@ -442,10 +461,43 @@ class Predictor:
         Raises:
             PlatelabError: an unreadable path or unsupported array (see :func:`to_rgb`).
         """
+        if self._run_read is not None:
+            return self.read(images)
         preds: list = []
         for start in range(0, len(images), self.batch_size):
             chunk = [to_rgb(im) for im in images[start : start + self.batch_size]]
             preds.extend(self._predict_rgb(chunk))
+        return preds
+
+    def read(
+        self,
+        images: Sequence[ImageInput],
+        corners: Sequence[Any] | None = None,
+        rows: Sequence[int] | None = None,
+    ) -> list[Any]:
+        """A recogniser's readings (:class:`~platelab.tasks.read.TextPrediction`), one per image.
+
+        Args:
+            images: plate crops (any size: each is warped whole to the crop size), or
+                photos with ``corners``.
+            corners: per image, the plate's quad ``[[x, y] x 4]`` (TL, TR, BR, BL) in its
+                pixels, or None for the whole image.
+            rows: per image, 1 or 2 (a two-line plate is laid side by side); default 1.
+
+        Raises:
+            PlatelabError: not a recogniser, an unreadable image, or bad corners.
+        """
+        from platelab.infer.read_predictor import read_crops
+
+        if self._run_read is None:
+            raise PlatelabError(f"{self.model_name} is a {self.task} model, not a recogniser")
+        preds: list = []
+        for start in range(0, len(images), self.batch_size):
+            end = start + self.batch_size
+            chunk = [to_rgb(im) for im in images[start:end]]
+            preds += read_crops(self._run_read, chunk, self.canvas, self.decoder, self.charset,
+                                None if corners is None else corners[start:end],
+                                None if rows is None else rows[start:end])  # fmt: skip
         return preds
 
     def __call__(

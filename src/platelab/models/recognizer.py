@@ -39,7 +39,7 @@ from platelab.errors import PlatelabError
 from platelab.geometry import CROP_SIZE
 from platelab.models.heads import IMAGENET_MEAN, IMAGENET_STD
 from platelab.models.registry import register_model
-from platelab.text import Charset, get_charset
+from platelab.text import CHARSETS, Charset, get_charset
 
 READ = "read"
 RECOGNIZERS = ("crnn", "slot_ocr")  # the registry names of this module
@@ -51,8 +51,12 @@ def resolve_charset(charset: str | Sequence[str] | Charset) -> Charset:
         return charset
     if isinstance(charset, str):
         return get_charset(charset)
+    symbols = tuple(charset)
+    for known in CHARSETS.values():  # a config's symbol list keeps its registered name
+        if known.symbols == symbols:
+            return known
     try:
-        return Charset("custom", tuple(charset))
+        return Charset("custom", symbols)
     except ValueError as e:
         raise PlatelabError(f"bad charset: {e}") from None
 

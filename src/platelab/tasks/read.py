@@ -62,6 +62,7 @@ class TextPrediction:
         char_scores: each character's confidence in ``[0, 1]``.
         rows: the row (0 = top) each character came from.
         positions: where each character was read, a share of the crop width.
+        width, height: the image read (set by the predictor), else 0.
     """
 
     text: str
@@ -69,8 +70,11 @@ class TextPrediction:
     char_scores: list[float] = field(default_factory=list)
     rows: list[int] = field(default_factory=list)
     positions: list[float] = field(default_factory=list)
+    width: int = 0
+    height: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        """``{"text", "score", "char_scores", "rows"}``: plain JSON types."""
         return {"text": self.text, "score": self.score, "char_scores": self.char_scores,
                 "rows": self.rows}  # fmt: skip
 
