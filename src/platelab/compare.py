@@ -243,9 +243,12 @@ def evaluate_model(
     accuracy: dict[str, Any] = {k: ev.metrics.get(k, "") for k in keys}
     for name, ds in cfg.eval_sets.items():
         extra = evaluate_checkpoint(run, ds, split="all", out=out / name, **kw)
-        for k in ("mean_iou", "acc_iou50", "acc_iou70", "f1"):
+        shown = ("accuracy", "cer") if spec.task == "read" else ("mean_iou", "acc_iou50",
+                                                                  "acc_iou70", "f1")  # fmt: skip
+        for k in shown:
             accuracy[f"{name}_{k}"] = extra.metrics[k]
-        images = extra.metrics.get("images", extra.metrics.get("n_images"))
+        m = extra.metrics
+        images = m.get("images", m.get("n_images", m.get("n_crops")))
         accuracy[f"{name}_images"] = int(images)
     bench = BenchConfig(batch=cfg.bench_batch, threads=cfg.threads, max_time_s=cfg.bench_time_s)
     timed = bench_one(run, "torch", bench)
@@ -255,14 +258,16 @@ def evaluate_model(
 
 def compare(cfg: CompareConfig) -> dict[str, Any]:
     """Train, evaluate and benchmark every model, then write the report. Returns the paths."""
-    from platelab.data.manifest import dataset_canvas, load_split
+    from platelab.data.manifest import dataset_canvas
     from platelab.eval import report
+    from platelab.tasks import get_task
 
     specs = _check(cfg)
     metric = plot_metric(specs, cfg.metric)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    counts = {s: len(load_split(cfg.data, s)) for s in ("train", "val", "test")}
+    task = get_task(specs[0].task)  # one kind of data: photos, or crops for recognisers
+    counts = {s: task.split_length(Path(cfg.data), s) for s in ("train", "val", "test")}
     keys = accuracy_keys(specs)
     rows, galleries = [], []
     for i, spec in enumerate(specs, 1):
@@ -318,6 +323,14 @@ def compare(cfg: CompareConfig) -> dict[str, Any]:
         + ". acc@0.5/0.7: share of plate images whose box has IoU above 0.5/0.7; F1 and AP50 "
         "count negatives (a confident box on an image without a plate is a false positive)."
     )
+    if task.name == "read":
+        note = (
+            f"Best {metric}: {best['model']} ({best[metric]:.3f}). On the Pareto front: "
+            + ", ".join(r["model"] for r in rows if r["pareto"])
+            + ". accuracy: share of crops whose whole text is read exactly; CER: edit "
+            "distance over truth length (lower is better); acc@90%: accuracy of the 90% "
+            "most confident readings (text score: product of the character confidences)."
+        )
     if any(s.task == "detect" for s in specs):
         from platelab.tasks.detect import SCORE_THRESHOLD
 

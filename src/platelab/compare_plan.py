@@ -1,7 +1,8 @@
 """What ``platelab compare`` will run: the model entries, the budget and its plan, the checks.
 
 A model entry is ``NAME`` (a registry backbone trained as a localiser, ``task=localize``)
-or ``TASK:NAME`` (``detect:dwsep_small``: a detector). :func:`check_plan` reads and checks
+or ``TASK:NAME`` (``detect:dwsep_small``: a detector; ``read:crnn``: a recogniser, compared
+only with other recognisers on a crop dataset). :func:`check_plan` reads and checks
 them with the training overrides and the ranking metric before any work;
 :func:`plan_budget` turns wall-clock minutes into epochs and steps.
 """
@@ -21,9 +22,12 @@ METRICS = ("mean_iou", "median_iou", "acc_iou50", "acc_iou70", "precision", "rec
 METRICS += ("ap50", "ap70")
 DETECT_METRICS = ("mean_iou", "acc_iou50", "acc_iou70", "precision", "recall", "f1", "ap50")
 DETECT_METRICS += ("ap75", "ap50_95", "ar", "corner_error_px")
-TASK_METRICS = {"localize": METRICS, "detect": DETECT_METRICS}
+READ_METRICS = ("accuracy", "cer", "char_accuracy", "province_accuracy", "accuracy_at_90")
+TASK_METRICS = {"localize": METRICS, "detect": DETECT_METRICS, "read": READ_METRICS}
 # What --metric may name for a task (higher is better: it ranks epochs and the Pareto plot).
-RANKABLE = {t: tuple(k for k in m if not k.endswith("_px")) for t, m in TASK_METRICS.items()}
+RANKABLE = {
+    t: tuple(k for k in m if not k.endswith("_px") and k != "cer") for t, m in TASK_METRICS.items()
+}
 TASK_SEP = ":"
 # Training keys compare sets for each model; an override may not change them.
 OWN_KEYS = ("model", "data", "out", "epochs", "max_train_batches", "monitor", "exist_ok")
@@ -138,6 +142,11 @@ def check_plan(
         if (key := check_override(kv)) in OWN_KEYS:
             raise PlatelabError(f"compare sets '{key}' itself (see --models, --data, --budget)")
     tasks = dict.fromkeys(s.task for s in specs)
+    if "read" in tasks and len(tasks) > 1:  # recognisers train on crops, the rest on photos
+        raise PlatelabError(
+            "read: models read crop datasets and the other tasks photos: compare recognisers "
+            "(read:crnn,read:slot_ocr) on their own"
+        )
     if metric is not None and any(metric not in RANKABLE[t] for t in tasks):
         shared = [k for k in RANKABLE[next(iter(tasks))] if all(k in RANKABLE[t] for t in tasks)]
         raise PlatelabError(
@@ -149,9 +158,12 @@ def check_plan(
 
 def plot_metric(specs: Sequence[ModelSpec], metric: str | None) -> str:
     """The accuracy of the Pareto plot and the best-model note: ``metric``, or by default
-    ``mean_iou`` for localisers alone and ``ap50`` (every plate counted) with a detector."""
+    ``mean_iou`` for localisers alone, ``ap50`` (every plate counted) with a detector,
+    ``accuracy`` (full plates read) for recognisers."""
     if metric is not None:
         return metric
+    if all(s.task == "read" for s in specs):
+        return "accuracy"
     return "ap50" if any(s.task != "localize" for s in specs) else "mean_iou"
 
 

@@ -48,11 +48,15 @@ TABLES = {
         ("ap50", "AP50", "{:.3f}"),
         ("ap50_95", "AP50:95", "{:.3f}"),  # detectors only
         ("corner_error_px", "corner err (px)", "{:.2f}"),  # detectors only
+        ("accuracy", "plate acc", "{:.3f}"),  # recognisers only, from here
+        ("cer", "CER", "{:.3f}"),
+        ("province_accuracy", "province acc", "{:.3f}"),
+        ("accuracy_at_90", "acc@90% kept", "{:.3f}"),
     ),
 }
 TABLE_TITLES = {"speed": "Size and speed", "accuracy": "Accuracy"}
 MISSING = "–"  # a value the row's model does not measure
-LOWER_IS_BETTER = ("_ms", "_px")  # column key suffixes
+LOWER_IS_BETTER = ("_ms", "_px", "cer")  # column key suffixes
 
 
 def cpu_name() -> str:
@@ -173,7 +177,8 @@ def pareto_plot(
 def _label(metric: str) -> str:
     return {"mean_iou": "mean IoU", "median_iou": "median IoU", "acc_iou50": "acc@0.5",
             "acc_iou70": "acc@0.7", "ap50": "AP50", "ap70": "AP70", "f1": "F1",
-            "ap50_95": "AP50:95", "ap75": "AP75"}.get(
+            "ap50_95": "AP50:95", "ap75": "AP75", "accuracy": "plate accuracy",
+            "cer": "CER", "accuracy_at_90": "accuracy at 90% kept"}.get(
         metric, metric.replace("_", " "))  # fmt: skip
 
 
@@ -244,7 +249,8 @@ def _cell(row: Mapping[str, Any], key: str, fmt: str) -> str:
 def _extra_columns(rows: Sequence[Mapping[str, Any]], extra_sets: Sequence[str]) -> list[tuple]:
     cols = []
     for name in extra_sets:
-        for k, label in (("acc_iou50", "acc@0.5"), ("mean_iou", "mean IoU")):
+        pairs = (("acc_iou50", "acc@0.5"), ("mean_iou", "mean IoU"), ("accuracy", "plate acc"))
+        for k, label in (*pairs, ("cer", "CER")):
             if any(f"{name}_{k}" in r for r in rows):
                 cols.append((f"{name}_{k}", f"{name} {label}", "{:.3f}"))
     return cols
