@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from platelab.models.heads import IMAGENET_MEAN, IMAGENET_STD
+from platelab.models.base import IMAGENET_MEAN, IMAGENET_STD, PlateModel
 from platelab.models.necks import LightPAN, dwsep
 
 # Where a new head starts: a plate ~4 strides wide and ~1.5 high (a plate's aspect
@@ -81,12 +81,11 @@ def encode_corners(corners: Tensor, points: Tensor, strides: Tensor) -> Tensor:
     return offsets.flatten(2)
 
 
-class Detector(nn.Module):
+class Detector(PlateModel):
     """Normalise -> ``backbone.forward_features`` -> :class:`LightPAN` -> a head per level.
 
-    Input ``images`` ``[B, 3, H, W]``: uint8 pixels or float in ``[0, 1]`` (as
-    :class:`~platelab.models.heads.Localizer`). Attributes ``name``, ``config``,
-    ``mean``, ``std``, ``backbone`` as there; ``task = "detect"``.
+    Input ``images`` ``[B, 3, H, W]``: uint8 pixels or float in ``[0, 1]``
+    (:class:`~platelab.models.base.PlateModel`: ``name``, ``config``, ``mean``, ``std``).
 
     Args:
         backbone: a module with ``feature_info`` ``[(channels, stride)]`` for strides
@@ -96,8 +95,6 @@ class Detector(nn.Module):
     """
 
     task = "detect"
-    mean: Tensor
-    std: Tensor
 
     def __init__(
         self,
@@ -109,11 +106,7 @@ class Detector(nn.Module):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
-        super().__init__()
-        self.name = name
-        self.config = dict(config)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        super().__init__(name=name, config=config, mean=mean, std=std)
         self.backbone = backbone
         channels = [c for c, _ in backbone.feature_info]
         self.strides = [int(s) for _, s in backbone.feature_info]
@@ -127,9 +120,7 @@ class Detector(nn.Module):
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """``images`` ``[B, 3, H, W]`` -> the output contract of the module docstring."""
-        x = images.float() / 255 if images.dtype == torch.uint8 else images
-        x = (x - self.mean) / self.std
-        levels = self.neck(self.backbone.forward_features(x))
+        levels = self.neck(self.backbone.forward_features(self.normalize(images)))
         raw, points, strides = [], [], []
         for head, feat, s in zip(self.heads, levels, self.strides, strict=True):
             out = head(feat)  # [B, 13, h, w]
@@ -150,6 +141,3 @@ class Detector(nn.Module):
             "points": pts,
             "strides": st,
         }
-
-    def extra_repr(self) -> str:
-        return f"name={self.name!r}, config={self.config}"

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import Conv2dNormActivation, box_convert
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from platelab.models.base import IMAGENET_MEAN, IMAGENET_STD, PlateModel
 
 # Starting size of the predicted box (normalised w, h): roughly a plate on a 640x480
 # canvas. Starting near the answer gives the IoU-family loss overlap from step one.
@@ -95,25 +94,19 @@ class BoxHead(nn.Module):
         return {"boxes_norm_xyxy": boxes.clamp(0.0, 1.0), "logits": out[:, 4]}
 
 
-class Localizer(nn.Module):
+class Localizer(PlateModel):
     """Normalise -> backbone -> :class:`BoxHead`; what ``create_model`` returns.
 
-    Input ``images`` ``[B, 3, H, W]``: uint8 pixels, or float in ``[0, 1]``. uint8 is
-    converted with ``float() / 255`` here, so ``model(u8)`` equals
-    ``model(u8.float() / 255)`` and an exported ONNX graph takes plain pixels.
+    Input ``images`` ``[B, 3, H, W]``: uint8 pixels, or float in ``[0, 1]``
+    (:class:`~platelab.models.base.PlateModel`, which also holds ``name``, ``config``,
+    ``mean`` and ``std``).
 
     Attributes:
-        name: the registry name that built it.
-        config: the architecture keyword arguments; ``create_model(name, **config)``
-            rebuilds the same network (weights not included: a checkpoint stores them).
-        mean, std: ``[1, 3, 1, 1]`` normalisation buffers (in the state dict).
         backbone: a module with ``out_channels`` and ``stride``; returns ``[B, C, H/s, W/s]``.
         head: the :class:`BoxHead`.
     """
 
     task = "localize"
-    mean: Tensor
-    std: Tensor
 
     def __init__(
         self,
@@ -125,11 +118,7 @@ class Localizer(nn.Module):
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
-        super().__init__()
-        self.name = name
-        self.config = dict(config)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+        super().__init__(name=name, config=config, mean=mean, std=std)
         self.backbone = backbone
         self.head = BoxHead(backbone.out_channels, width=head_width)
 
@@ -140,9 +129,4 @@ class Localizer(nn.Module):
 
     def forward(self, images: Tensor) -> dict[str, Tensor]:
         """``images`` ``[B, 3, H, W]`` -> ``{"boxes_norm_xyxy": [B, 4], "logits": [B]}``."""
-        x = images.float() / 255 if images.dtype == torch.uint8 else images
-        x = (x - self.mean) / self.std
-        return self.head(self.backbone(x))
-
-    def extra_repr(self) -> str:
-        return f"name={self.name!r}, config={self.config}"
+        return self.head(self.backbone(self.normalize(images)))

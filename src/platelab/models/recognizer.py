@@ -37,7 +37,7 @@ from torchvision.ops import Conv2dNormActivation
 
 from platelab.errors import PlatelabError
 from platelab.geometry import CROP_SIZE
-from platelab.models.heads import IMAGENET_MEAN, IMAGENET_STD
+from platelab.models.base import PlateModel
 from platelab.models.registry import register_model
 from platelab.text import CHARSETS, Charset, get_charset
 
@@ -66,7 +66,7 @@ def _conv(cin: int, cout: int, kernel: int | tuple[int, int] = 3, padding: Any =
     return Conv2dNormActivation(cin, cout, kernel_size=kernel, padding=pad)
 
 
-class Recognizer(nn.Module):
+class Recognizer(PlateModel):
     """What the recognisers share: normalisation, charset, crop size, config, checkpoint meta.
 
     Attributes:
@@ -80,28 +80,20 @@ class Recognizer(nn.Module):
 
     task = READ
     decoder = "ctc"
-    mean: Tensor
-    std: Tensor
 
     def __init__(self, name: str, config: dict[str, Any], charset: Any, crop_size: Any) -> None:
-        super().__init__()
-        self.charset = resolve_charset(charset)
+        charset = resolve_charset(charset)
         w, h = (int(v) for v in crop_size)
         if w < 16 or h < 16 or w % 8 or h % 8:
             raise PlatelabError(f"crop_size must be multiples of 8, at least 16, got {w}x{h}")
+        config = {**config, "charset": list(charset.symbols), "crop_size": [w, h]}
+        super().__init__(name=name, config=config)
+        self.charset = charset
         self.input_size = (w, h)
-        self.name = name
-        self.config = {**config, "charset": list(self.charset.symbols), "crop_size": [w, h]}
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
 
     @property
     def num_classes(self) -> int:
         return len(self.charset)
-
-    def normalize(self, images: Tensor) -> Tensor:
-        x = images.float() / 255 if images.dtype == torch.uint8 else images
-        return (x - self.mean) / self.std
 
     def meta_extra(self) -> dict[str, Any]:
         """What a checkpoint's ``meta`` (and an ONNX file's metadata) adds for a recogniser."""
