@@ -276,6 +276,17 @@ class PlateDataset(Dataset):
         return self.data.read(index)
 
 
+def stack_images(samples: Sequence[Sample], canvas: tuple[int, int] | None = None) -> torch.Tensor:
+    """The images of ``samples`` as uint8 ``[B, 3, H, W]``; ``[0, 3, H, W]`` of ``canvas``
+    ``(W, H)`` when there are none (every image of a batch was unreadable)."""
+    if not samples:
+        w, h = canvas or (0, 0)
+        return torch.zeros((0, 3, h, w), dtype=torch.uint8)
+    # default_collate stacks straight into shared memory inside a loader worker,
+    # saving the copy that sending a plain tensor to the main process costs.
+    return default_collate([image for image, _ in samples])
+
+
 def collate_batch(
     samples: Sequence[Sample | None], canvas: tuple[int, int] | None = None
 ) -> tuple[torch.Tensor, dict]:
@@ -287,13 +298,7 @@ def collate_batch(
     images tensor when nothing is left.
     """
     samples = [s for s in samples if s is not None]
-    if not samples:
-        w, h = canvas or (0, 0)
-        images = torch.zeros((0, 3, h, w), dtype=torch.uint8)
-    else:
-        # default_collate stacks straight into shared memory inside a loader worker,
-        # saving the copy that sending a plain tensor to the main process costs.
-        images = default_collate([image for image, _ in samples])
+    images = stack_images(samples, canvas)
     h, w = images.shape[-2:]
     primary = torch.zeros((len(samples), 4), dtype=torch.float32)
     has_plate = torch.zeros(len(samples), dtype=torch.float32)

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import default_collate
 
 from platelab.engine import distributed
 from platelab.engine.trainer import Trainer, to_device
@@ -38,12 +37,10 @@ def collate_detect(
     samples: Sequence[Any], canvas: tuple[int, int] | None = None
 ) -> tuple[torch.Tensor, dict]:
     """Stack ``(image, target)`` samples; None samples (unreadable images) are left out."""
+    from platelab.data.stream import stack_images
+
     samples = [s for s in samples if s is not None]
-    if not samples:
-        w, h = canvas or (0, 0)
-        images = torch.zeros((0, 3, h, w), dtype=torch.uint8)
-    else:
-        images = default_collate([image for image, _ in samples])
+    images = stack_images(samples, canvas)
     targets = {
         "boxes_xyxy": [t["boxes_xyxy"].reshape(-1, 4) for _, t in samples],
         "corners": [t["corners"].reshape(-1, 4, 2) for _, t in samples],
