@@ -193,3 +193,14 @@ def test_run_config_for_resume(tmp_path):
     assert again.epochs == 6 and again.out == tmp_path
     with pytest.raises(PlatelabError, match="is not a run folder"):
         load_run_config(tmp_path / "nope")
+
+
+@pytest.mark.parametrize(
+    ("monitor", "mode"),
+    [("mean_iou", "max"), ("ap50", "max"), ("accuracy", "max"), ("val_loss", "min"),
+     ("train_loss", "min"), ("cer", "min"), ("corner_error_px", "min")],
+)  # fmt: skip
+def test_monitor_mode_ranks_errors_and_losses_lower_is_better(monitor, mode):
+    from platelab.engine.config import monitor_mode
+
+    assert monitor_mode(monitor) == mode

@@ -45,5 +45,7 @@ class EngineConfig(BaseModel):
 
 
 def monitor_mode(monitor: str) -> Literal["max", "min"]:
-    """``"min"`` for losses (any key containing ``loss``), ``"max"`` for everything else."""
-    return "min" if "loss" in monitor else "max"
+    """``"min"`` for losses and errors (a key containing ``loss`` or ``error``, or ``cer``,
+    the character error rate), ``"max"`` for everything else (accuracies, IoU, AP)."""
+    lower = "loss" in monitor or "error" in monitor or monitor == "cer"
+    return "min" if lower else "max"
