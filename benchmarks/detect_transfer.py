@@ -76,6 +76,8 @@ def main() -> None:
     p.add_argument("--zoom", type=float, default=0.3, help="augment.scale")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"])
+    p.add_argument("--no-ema", action="store_true", help="evaluate the raw weights")
     args = p.parse_args()
     w, h = parse_size(args.size)
     cores = os.cpu_count() or 1
@@ -101,9 +103,8 @@ def main() -> None:
     minutes = sum(float(r["epoch_time_s"]) for r in rows) / 60
     best = max(rows, key=lambda r: float(r["ap50"]))
     results = {
-        "command": "python benchmarks/detect_transfer.py " + " ".join(
-            f"--{k} {v}" for k, v in vars(args).items() if k != "real"
-        ),
+        "command": "python benchmarks/detect_transfer.py "
+        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "real"),
         "train": " ".join(keys),
         "epochs": len(rows),
         "train_minutes": round(minutes, 1),
@@ -118,7 +119,10 @@ def main() -> None:
 
     print("".join(f"{c:>12}" for c in ("set", *COLUMNS)))
     for name, real in prepare_real(args.real, args.out / "real", (w, h), cores).items():
-        m = evaluate_checkpoint(run, real, "all", args.out / f"eval_{name}", batch_size=8).metrics
+        ckpt = run if args.checkpoint == "best" else run / LAST
+        m = evaluate_checkpoint(
+            ckpt, real, "all", args.out / f"eval_{name}", batch_size=8, ema=not args.no_ema
+        ).metrics
         results["real"][name] = {c: round(float(m.get(c, float("nan"))), 3) for c in COLUMNS}
         print(f"{name:>12}" + "".join(f"{float(m.get(c, float('nan'))):>12.3f}" for c in COLUMNS))
     (args.out / "detect_transfer.json").write_text(json.dumps(results, indent=2))

@@ -245,6 +245,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         workers=args.workers,
         device=args.device,
         gallery=args.gallery,
+        ema=not args.no_ema,
     )
     print(format_report(report))
     return 0
@@ -545,6 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     s.add_argument(
         "--gallery", type=_non_negative, default=16, help="worst cases to draw (0: none)"
+    )
+    s.add_argument(
+        "--no-ema", action="store_true", help="the raw weights, not the run's EMA (when kept)"
     )
     s.set_defaults(func=cmd_eval)
 

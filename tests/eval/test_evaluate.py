@@ -330,3 +330,23 @@ def test_real_checkpoint_file_and_run_folder(dataset, tmp_path):
     np.testing.assert_allclose(
         [square.records[1][c] for c in ev.PRED_COLUMNS], [0, 25, 100, 175], atol=1e-4
     )
+
+
+@pytest.mark.parametrize(("flag", "ema"), [([], True), (["--no-ema"], False)])
+def test_eval_no_ema_asks_for_the_raw_weights(monkeypatch, tmp_path, flag, ema):
+    import platelab.eval.evaluate as ev
+    from platelab.cli import main
+
+    asked = {}
+
+    def load(path, **kw):
+        asked.update(kw)
+        raise PlatelabError("stop here")
+
+    monkeypatch.setattr(ev, "load_model_from_checkpoint", load)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "test.csv").write_text("")
+    (tmp_path / "ds" / "prepare_report.json").write_text('{"canvas": [64, 48]}')
+    code = main(["eval", str(tmp_path / "run"), "--data", str(tmp_path / "ds"), *flag])
+    assert code == 2 and asked["ema"] is ema

@@ -132,6 +132,7 @@ def evaluate_checkpoint(
     workers: int = 0,
     device: str = "cpu",
     gallery: int = 16,
+    ema: bool = True,
 ) -> EvalReport:
     """Evaluate a checkpoint on a prepared dataset, in original-photo pixels.
 
@@ -144,6 +145,8 @@ def evaluate_checkpoint(
         batch_size, workers: for the evaluation loader.
         device: ``cpu``, ``cuda`` or ``auto``.
         gallery: how many worst cases ``worst.png`` shows (0: no gallery).
+        ema: evaluate the EMA weights when the run kept them (what training validated);
+            False for the raw weights.
 
     Returns:
         The :class:`EvalReport`.
@@ -161,7 +164,7 @@ def evaluate_checkpoint(
     data = Path(data)
     splits = resolve_splits(data, split)
     dev = resolve_device(device)
-    model, info = load_model_from_checkpoint(checkpoint, device=dev)
+    model, info = load_model_from_checkpoint(checkpoint, device=dev, ema=ema)
     task = get_task(info.get("task"))
     how = TASK_EVALS[task.name]
     if task.name == "read":  # crops, not letterboxed photos: its own loader and records
