@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
@@ -96,3 +98,20 @@ def test_prepare_letterboxes_upright_and_boxes_land_on_the_plate(tmp_path):
     assert (x0, y0, x1, y1) == (4, 40, 28, 52)
     assert canvas[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2, 0].min() > 200  # red inside the box
     assert canvas[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2, 1].max() < 60
+
+
+def test_predictor_turns_a_pil_photo_upright_like_a_path():
+    from PIL import Image
+
+    from platelab.infer.predictor import to_rgb
+
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :10] = 255  # a white band on the left of the stored pixels
+    img = Image.fromarray(pixels)
+    exif = img.getexif()
+    exif[0x0112] = 6  # "rotate 90 CW to view"
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif, quality=95)
+    out = to_rgb(Image.open(io.BytesIO(buf.getvalue())))
+    assert out.shape == (40, 20, 3)  # upright: width and height swapped
+    assert out[:10].mean() > 200 and out[-10:].mean() < 50  # the band is now on top

@@ -49,7 +49,7 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch import nn
 
 from platelab.data.imageio import read_image
@@ -159,9 +159,10 @@ def to_rgb(image: ImageInput) -> np.ndarray:
     """Any supported image -> ``(H, W, 3)`` uint8 RGB.
 
     Accepts a numpy array ``(H, W, 3)`` RGB, ``(H, W)`` or ``(H, W, 1)`` grayscale, or
-    ``(H, W, 4)`` RGBA (alpha dropped), all uint8; a PIL image in any mode (converted to
-    RGB); or a path, read with :func:`~platelab.data.imageio.read_image` (no EXIF rotation,
-    as when the dataset was prepared).
+    ``(H, W, 4)`` RGBA (alpha dropped), all uint8; a PIL image in any mode (turned
+    upright by its EXIF orientation, then converted to RGB); or a path, read with
+    :func:`~platelab.data.imageio.read_image` (upright by its EXIF orientation, as when
+    a dataset is prepared). Arrays are taken as they are.
 
     Raises:
         PlatelabError: an unreadable path, or an array of another dtype or shape.
@@ -172,7 +173,7 @@ def to_rgb(image: ImageInput) -> np.ndarray:
         except (OSError, ValueError) as e:
             raise PlatelabError(f"cannot read image {image}: {reason(e)}") from None
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
     if not isinstance(image, np.ndarray):
         raise PlatelabError(
             f"expected a numpy array, PIL image or path, got {type(image).__name__}"
