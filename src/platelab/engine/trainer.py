@@ -48,14 +48,26 @@ log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available; CUDA means this process's ``LOCAL_RANK`` GPU."""
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N`` as a device that exists here.
+
+    ``auto`` is CUDA when available, else the CPU; a bare ``cuda`` is this process's
+    ``LOCAL_RANK`` GPU (one per torchrun process). Training, eval and the Predictor all
+    resolve devices here.
+
+    Raises:
+        PlatelabError: an unknown name, or CUDA asked for on a machine without a GPU.
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise PlatelabError(f"unknown device '{name}'; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise PlatelabError("device=cuda but no CUDA GPU is available; use device=cpu")
-        return torch.device("cuda", dist.local_rank())
-    return torch.device("cpu")
+            raise PlatelabError(f"device={name} but no CUDA GPU is available; use device=cpu")
+        return dev if dev.index is not None else torch.device("cuda", dist.local_rank())
+    return dev
 
 
 def cpu_supports_bf16() -> bool:

@@ -53,6 +53,7 @@ from PIL import Image, ImageOps
 from torch import nn
 
 from platelab.data.imageio import read_image
+from platelab.engine.trainer import resolve_device
 from platelab.errors import PlatelabError, reason
 from platelab.geometry import PAD_VALUE, Letterbox, box_area, clip_boxes, parse_size
 from platelab.models.weights import model_task
@@ -216,19 +217,6 @@ def _pick_backend(model: Path | str | nn.Module, backend: str) -> str:
     return kind
 
 
-def _torch_device(name: str) -> torch.device:
-    """``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ... as a device that exists here."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise PlatelabError(f"unknown device '{name}'; use cpu, cuda, cuda:N or auto") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise PlatelabError(f"device={name} but no CUDA GPU is available; use device=cpu")
-    return dev
-
-
 def _torch_runner(module: nn.Module, canvas: tuple[int, int], device: torch.device) -> Runner:
     scale = np.array(canvas * 2, dtype=np.float64)  # (W, H, W, H)
 
@@ -370,7 +358,7 @@ class Predictor:
     ) -> None:
         if threads is not None:
             torch.set_num_threads(int(threads))
-        dev = _torch_device(device)
+        dev = resolve_device(device)
         if isinstance(model, nn.Module):
             canvas = canvas or getattr(model, "input_size", None)  # a recogniser's crop size
             if canvas is None:
