@@ -18,6 +18,7 @@ import argparse
 import csv
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from platelab.geometry import parse_size
 from platelab.train import train
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
-COLUMNS = ("images", "plates", "ap50", "ap50_95", "ar", "acc_iou50", "acc_iou70", "mean_iou",
+COLUMNS = ("n_images", "n_plates", "ap50", "ap50_95", "ar", "acc_iou50", "acc_iou70", "mean_iou",
            "precision", "recall", "corner_error_px")  # fmt: skip
 
 
@@ -103,12 +104,13 @@ def main() -> None:
     minutes = sum(float(r["epoch_time_s"]) for r in rows) / 60
     best = max(rows, key=lambda r: float(r["ap50"]))
     results = {
-        "command": "python benchmarks/detect_transfer.py "
-        + " ".join(f"--{k} {v}" for k, v in vars(args).items() if k != "real"),
+        "command": "python benchmarks/detect_transfer.py " + " ".join(sys.argv[1:]),
         "train": " ".join(keys),
         "epochs": len(rows),
         "train_minutes": round(minutes, 1),
-        "synthetic_val": {k: round(float(best[k]), 3) for k in ("ap50", "ap50_95", "acc_iou50")},
+        "synthetic_val_as_validated": {
+            k: round(float(best[k]), 3) for k in ("ap50", "ap50_95", "acc_iou50")
+        },
         "best_epoch": int(best["epoch"]),
         "real": {},
     }
