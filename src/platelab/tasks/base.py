@@ -11,7 +11,7 @@ The data hooks (``data_size``, ``split_length``, ``build_loaders``) read scene d
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -119,3 +119,70 @@ class Task:
     def metric_names(self, loss_fn: nn.Module) -> set[str]:
         """Every key an epoch's metrics row can hold, for checking ``monitor`` up front."""
         raise NotImplementedError
+
+
+class EvalTally:
+    """The forward passes of one evaluation: images seen, forward seconds, loss sums.
+
+    :meth:`batches` runs the model over a loader in eval mode under ``inference_mode``
+    (autocast when ``amp_dtype`` is given), times the forward pass alone, adds the
+    loss terms (weighted by batch size) and yields ``(outputs, targets)`` for the
+    task's decode; :meth:`finish` adds ``val_fps`` and ``val_<term>`` (summed over DDP
+    ranks) to the task's metrics. The detector and the recogniser share it.
+    """
+
+    def __init__(self, device: str | torch.device = "cpu", amp_dtype=None, loss_fn=None) -> None:
+        self.device = torch.device(device)
+        self.amp_dtype, self.loss_fn = amp_dtype, loss_fn
+        self.n, self.forward_s = 0, 0.0
+        self.loss_sums: dict[str, float] = {}
+
+    def batches(self, model: nn.Module, loader: Iterable) -> Iterator[tuple[Any, Any]]:
+        import time
+
+        from platelab.engine.trainer import to_device
+
+        device, amp = self.device, self.amp_dtype
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                for images, targets in loader:
+                    images = images.to(device, non_blocking=True)
+                    start = time.perf_counter()
+                    with torch.autocast(device.type, amp, enabled=amp is not None):
+                        outputs = model(images)
+                    if device.type == "cuda":
+                        torch.cuda.synchronize(device)
+                    self.forward_s += time.perf_counter() - start
+                    b = images.shape[0]
+                    if self.loss_fn is not None:
+                        for k, v in self.loss_fn(outputs, to_device(targets, device)).items():
+                            self.loss_sums[k] = self.loss_sums.get(k, 0.0) + float(v) * b
+                    self.n += b
+                    yield outputs, targets
+        finally:
+            model.train(was_training)
+
+    def finish(self, metrics: dict[str, float]) -> dict[str, float]:
+        """``metrics`` plus ``val_fps`` (this process) and the mean loss terms (all ranks)."""
+        from platelab.engine import distributed
+
+        metrics["val_fps"] = self.n / self.forward_s if self.forward_s > 0 else 0.0
+        if self.loss_fn is not None:
+            totals = distributed.all_gather_object((self.loss_sums, self.n))
+            n_all = max(sum(t[1] for t in totals), 1)
+            for k in self.loss_sums:
+                metrics[f"val_{k}"] = sum(t[0].get(k, 0.0) for t in totals) / n_all
+            metrics.setdefault("val_loss", float("nan"))
+        return metrics
+
+
+def gather_records(records: list[dict]) -> list[dict]:
+    """Every rank's per-image records, by ``index``, each index once (a no-op in one process)."""
+    from platelab.engine import distributed
+
+    if not distributed.is_distributed():
+        return records
+    merged = [r for part in distributed.all_gather_object(records) for r in part]
+    return list({r["index"]: r for r in sorted(merged, key=lambda r: r["index"])}.values())

@@ -12,7 +12,6 @@ unknown), "index": int64[B]}``: every plate of every image, canvas pixels.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -20,9 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from platelab.engine import distributed
-from platelab.engine.trainer import Trainer, to_device
-from platelab.tasks.base import Task
+from platelab.engine.trainer import Trainer
+from platelab.tasks.base import EvalTally, Task, gather_records
 from platelab.tasks.detect_ops import DetectionLoss, PostprocessConfig, postprocess
 
 # Decoding for evaluation: a low threshold and many boxes, as COCO AP needs the whole
@@ -86,57 +84,21 @@ def evaluate_detector(
     """
     from platelab.eval.detection import DetectionMetric
 
-    device = torch.device(device)
     metric = DetectionMetric(score_thr=SCORE_THRESHOLD, max_det=EVAL.max_det)
-    loss_sums: dict[str, float] = {}
-    n_images, forward_s, records = 0, 0.0, []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for images, targets in loader:
-                images = images.to(device, non_blocking=True)
-                autocast = torch.autocast(device.type, amp_dtype, enabled=amp_dtype is not None)
-                start = time.perf_counter()
-                with autocast:
-                    outputs = model(images)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                forward_s += time.perf_counter() - start
-                b = images.shape[0]
-                if loss_fn is not None:
-                    terms = loss_fn(outputs, to_device(targets, device))
-                    for k, v in terms.items():
-                        loss_sums[k] = loss_sums.get(k, 0.0) + float(v) * b
-                preds = split_detections(postprocess(outputs, EVAL))
-                index = targets["index"].tolist()
-                gts = [
-                    {"boxes_xyxy": _np(bx), "corners": _np(c), "index": i}
-                    for bx, c, i in zip(
-                        targets["boxes_xyxy"], targets["corners"], index, strict=True
-                    )
-                ]
-                metric.update(preds, gts)
-                n_images += b
-                if collect:
-                    records += [{"index": i} | p for i, p in zip(index, preds, strict=True)]
-    finally:
-        model.train(was_training)
+    tally, records = EvalTally(device, amp_dtype, loss_fn), []
+    for outputs, targets in tally.batches(model, loader):
+        preds = split_detections(postprocess(outputs, EVAL))
+        index = targets["index"].tolist()
+        gts = [
+            {"boxes_xyxy": _np(bx), "corners": _np(c), "index": i}
+            for bx, c, i in zip(targets["boxes_xyxy"], targets["corners"], index, strict=True)
+        ]
+        metric.update(preds, gts)
+        if collect:
+            records += [{"index": i} | p for i, p in zip(index, preds, strict=True)]
     metric.gather()
-    metrics = metric.compute()
-    totals = distributed.all_gather_object((loss_sums, n_images, forward_s))
-    n_all = sum(t[1] for t in totals)
-    metrics["val_fps"] = n_images / forward_s if forward_s > 0 else 0.0
-    if loss_fn is not None:
-        for k in loss_sums:
-            metrics[f"val_{k}"] = sum(t[0].get(k, 0.0) for t in totals) / max(n_all, 1)
-        metrics.setdefault("val_loss", float("nan"))
-    if not collect:
-        return metrics
-    if distributed.is_distributed():
-        records = [r for part in distributed.all_gather_object(records) for r in part]
-        records = list({r["index"]: r for r in sorted(records, key=lambda r: r["index"])}.values())
-    return metrics, records
+    metrics = tally.finish(metric.compute())
+    return (metrics, gather_records(records)) if collect else metrics
 
 
 class DetectTask(Task):

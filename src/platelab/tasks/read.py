@@ -32,7 +32,6 @@ independently: one doubtful character makes a doubtful plate), 0 for an empty te
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -46,7 +45,7 @@ from torch import Tensor, nn
 from platelab.engine import distributed
 from platelab.engine.trainer import Trainer
 from platelab.errors import PlatelabError
-from platelab.tasks.base import Task
+from platelab.tasks.base import EvalTally, Task, gather_records
 from platelab.text import BLANK, Charset
 
 log = logging.getLogger(__name__)
@@ -251,52 +250,22 @@ def evaluate_reader(
         (truth), ``rows``, ``style`` and the prediction's ``pred``, ``score``,
         ``char_scores``, ``pred_rows``.
     """
-    from platelab.engine.trainer import to_device
     from platelab.eval.text import text_metrics
 
-    device = torch.device(device)
-    loss_sums: dict[str, float] = {}
-    n, forward_s, records = 0, 0.0, []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for images, targets in loader:
-                images = images.to(device, non_blocking=True)
-                autocast = torch.autocast(device.type, amp_dtype, enabled=amp_dtype is not None)
-                start = time.perf_counter()
-                with autocast:
-                    outputs = model(images)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                forward_s += time.perf_counter() - start
-                b = images.shape[0]
-                if loss_fn is not None:
-                    for k, v in loss_fn(outputs, to_device(targets, device)).items():
-                        loss_sums[k] = loss_sums.get(k, 0.0) + float(v) * b
-                preds = decode_outputs(model, outputs, targets["rows"].tolist())
-                for i, p in enumerate(preds):
-                    records.append({
-                        "index": int(targets["index"][i]), "text": targets["texts"][i],
-                        "rows": int(targets["rows"][i]), "style": targets["styles"][i],
-                        "pred": p.text, "score": p.score, "char_scores": p.char_scores,
-                        "pred_rows": p.rows,
-                    })  # fmt: skip
-                n += b
-    finally:
-        model.train(was_training)
-    if distributed.is_distributed():
-        records = [r for part in distributed.all_gather_object(records) for r in part]
-        records = list({r["index"]: r for r in sorted(records, key=lambda r: r["index"])}.values())
+    tally, records = EvalTally(device, amp_dtype, loss_fn), []
+    for outputs, targets in tally.batches(model, loader):
+        preds = decode_outputs(model, outputs, targets["rows"].tolist())
+        for i, p in enumerate(preds):
+            records.append({
+                "index": int(targets["index"][i]), "text": targets["texts"][i],
+                "rows": int(targets["rows"][i]), "style": targets["styles"][i],
+                "pred": p.text, "score": p.score, "char_scores": p.char_scores,
+                "pred_rows": p.rows,
+            })  # fmt: skip
+    records = gather_records(records)
     metrics = text_metrics([r["text"] for r in records], [r["pred"] for r in records],
                            [r["score"] for r in records])  # fmt: skip
-    totals = distributed.all_gather_object((loss_sums, n, forward_s))
-    n_all = sum(t[1] for t in totals)
-    metrics["val_fps"] = n / forward_s if forward_s > 0 else 0.0
-    if loss_fn is not None:
-        for k in loss_sums:
-            metrics[f"val_{k}"] = sum(t[0].get(k, 0.0) for t in totals) / max(n_all, 1)
-        metrics.setdefault("val_loss", float("nan"))
+    metrics = tally.finish(metrics)
     return (metrics, records) if collect else metrics
 
 
