@@ -28,12 +28,19 @@ from pathlib import Path
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch.utils.data import DataLoader, Dataset, default_collate
+from torch.utils.data import DataLoader
 
 from platelab.data.augment import A
 from platelab.data.crop_manifest import CropItem, crop_size, load_crop_split
 from platelab.data.imageio import read_image
-from platelab.data.stream import PlateStream, _loader, _splits, _to_chw
+from platelab.data.stream import (
+    PlateDataset,
+    PlateStream,
+    _loader,
+    _splits,
+    _to_chw,
+    stack_images,
+)
 from platelab.geometry import TWO_LINE_SPLIT, two_line_to_one, warp_quad
 
 logger = logging.getLogger(__name__)
@@ -161,27 +168,15 @@ class CropStream(PlateStream):
         super().__init__(dataset, splits, augment, data=CropData(dataset, splits, two_line), **kw)
 
 
-class CropDataset(Dataset):
+class CropDataset(PlateDataset):
     """Map-style, unaugmented crops in manifest order, for evaluation (None when unreadable)."""
 
     def __init__(self, dataset: Path, splits: str | Sequence[str] = "val", two_line: bool = True):
-        self.data = CropData(dataset, splits, two_line)
-
-    @property
-    def canvas(self) -> tuple[int, int]:
-        return self.data.canvas
+        super().__init__(dataset, splits, data=CropData(dataset, splits, two_line))
 
     @property
     def items(self) -> list[CropItem]:
         return self.data.items
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, index: int) -> Sample | None:
-        if not 0 <= index < len(self.data):
-            raise IndexError(index)
-        return self.data.read(index)
 
 
 def collate_crops(
@@ -193,11 +188,7 @@ def collate_crops(
     ``styles`` ``list[str]``. ``canvas`` ``(W, H)`` shapes an empty batch.
     """
     samples = [s for s in samples if s is not None]
-    if samples:
-        images = default_collate([image for image, _ in samples])
-    else:
-        w, h = canvas or (0, 0)
-        images = torch.zeros((0, 3, h, w), dtype=torch.uint8)
+    images = stack_images(samples, canvas)
     targets = {
         "texts": [t["text"] for _, t in samples],
         "rows": torch.tensor([t["rows"] for _, t in samples], dtype=torch.int64),

@@ -256,8 +256,9 @@ class PlateDataset(Dataset):
     leaves those out, so their indices are simply missing from the batch.
     """
 
-    def __init__(self, dataset: Path, splits: str | Sequence[str] = "val"):
-        self.data = _Images(dataset, splits)
+    def __init__(self, dataset: Path, splits: str | Sequence[str] = "val", data=None):
+        # ``data``: what to read instead of the dataset's images, as for PlateStream
+        self.data = _Images(dataset, splits) if data is None else data
 
     @property
     def canvas(self) -> tuple[int, int]:
