@@ -63,13 +63,17 @@ class CropConfig:
         plate_px: smallest and largest plate width in the photo, pixels (log-uniform).
         jitter: largest corner error as a share of the plate's ``(width, height)``.
         degrade: apply the camera effects (False: a clean, straight plate).
+        box_p: share of crops cut as the upright box around the tilted plate plus a
+            margin (the layout of LPRNet-style crop folders, cut from a detector's
+            box) instead of straightened by its corners.
     """
 
     size: tuple[int, int] = CROP_SIZE
     styles: dict[str, float] = field(default_factory=lambda: dict(CROP_STYLE_WEIGHTS))
-    plate_px: tuple[float, float] = (40.0, 300.0)
+    plate_px: tuple[float, float] = (56.0, 320.0)
     jitter: tuple[float, float] = (0.03, 0.08)
     degrade: bool = True
+    box_p: float = 0.3
 
 
 @dataclass
@@ -97,7 +101,8 @@ def render_crop(rng_or_seed, config: CropConfig | None = None) -> PlateCrop:
         _dirt(rng, plate.rgb)
     ph, pw = plate.rgb.shape[:2]
     rect = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float64)
-    quad = _pose(rng, rect, pw, ph) if cfg.degrade else rect.copy()
+    boxed = cfg.degrade and rng.random() < cfg.box_p
+    quad = _pose(rng, rect, pw, ph, tilt_deg=7 if boxed else 4) if cfg.degrade else rect.copy()
     margin = rng.uniform(0.3, 0.9) * ph + 4
     quad += margin - quad.min(0)
     w, h = (int(np.ceil(v)) for v in quad.max(0) + margin)
@@ -106,17 +111,22 @@ def render_crop(rng_or_seed, config: CropConfig | None = None) -> PlateCrop:
     if cfg.degrade:
         img = _camera(rng, img, ph)
         quad = quad + _corner_jitter(rng, quad, cfg.jitter)
+    if boxed:
+        quad = _box_around(rng, quad, img.shape[1], img.shape[0])
     crop = warp_quad(img, quad, cfg.size)
     return PlateCrop(crop, plate.text, style, plate.rows, plate.row_split)
 
 
 # -- the photo ---------------------------------------------------------------------------------
-def _pose(rng: np.random.Generator, rect: np.ndarray, pw: int, ph: int) -> np.ndarray:
-    """``rect`` under a mild perspective (yaw, pitch) and rotation about its centre."""
+def _pose(
+    rng: np.random.Generator, rect: np.ndarray, pw: int, ph: int, tilt_deg: float = 4
+) -> np.ndarray:
+    """``rect`` under a mild perspective (yaw, pitch) and rotation about its centre
+    (normal with ``tilt_deg`` degrees of spread, at most three spreads)."""
     c = rect.mean(0)
     yaw = float(np.clip(rng.normal(0, 0.12), -0.35, 0.35))
     pitch = float(np.clip(rng.normal(0, 0.08), -0.25, 0.25))
-    theta = np.deg2rad(float(np.clip(rng.normal(0, 4), -12, 12)))
+    theta = np.deg2rad(float(np.clip(rng.normal(0, tilt_deg), -3 * tilt_deg, 3 * tilt_deg)))
     persp = np.array([[1, 0, 0], [0, 1, 0], [yaw / (pw / 2), pitch / (ph / 2), 1]])
     cos, sin = np.cos(theta), np.sin(theta)
     rot = np.array([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]])
@@ -170,14 +180,14 @@ def _camera(rng: np.random.Generator, img: np.ndarray, plate_h: int) -> np.ndarr
     if rng.random() < 0.8:
         img = effects.color(rng, img)
     r = rng.random()
-    if r < 0.12:  # over-exposed: highlights clip, strokes bleed
+    if r < 0.08:  # over-exposed: highlights clip, strokes bleed
         f = img.astype(np.float32) * rng.uniform(1.3, 2.0) + rng.uniform(0, 25)
         img = cv2.convertScaleAbs(f)
-    elif r < 0.24:  # under-exposed
+    elif r < 0.18:  # under-exposed
         img = cv2.convertScaleAbs(img.astype(np.float32) * rng.uniform(0.4, 0.75))
-    elif r < 0.28:
+    elif r < 0.22:
         img = effects.night(rng, img)
-    elif r < 0.36:
+    elif r < 0.27:
         img = effects.haze(rng, img)
     r = rng.random()
     if r < 0.45:  # mostly mild; one in ten strong
@@ -185,13 +195,29 @@ def _camera(rng: np.random.Generator, img: np.ndarray, plate_h: int) -> np.ndarr
         img = effects.defocus(rng, img, rng.uniform(0.3, 1.0) * k * strong)
     elif r < 0.55:
         img = effects.motion(rng, img, max(3, int(rng.uniform(0.03, 0.12) * plate_h)))
-    if rng.random() < 0.2:
+    if rng.random() < 0.12:
         img = effects.low_res(rng, img)
     if rng.random() < 0.6:
         img = effects.noise(rng, img)
     if rng.random() < 0.5:
         img = effects.jpeg(rng, img)
     return img
+
+
+def _box_around(rng: np.random.Generator, quad: np.ndarray, w: int, h: int) -> np.ndarray:
+    """The upright box around ``quad`` grown by a random margin (up to 12% of its width,
+    25% of its height), inside the ``w x h`` image, as a TL, TR, BR, BL quad."""
+    (x0, y0), (x1, y1) = quad.min(0), quad.max(0)
+    mx, my = rng.uniform(0, 0.12) * (x1 - x0), rng.uniform(0, 0.25) * (y1 - y0)
+    x0, x1 = (
+        max(0.0, x0 - mx * rng.uniform(0.5, 1.5)),
+        min(float(w), x1 + mx * rng.uniform(0.5, 1.5)),
+    )
+    y0, y1 = (
+        max(0.0, y0 - my * rng.uniform(0.5, 1.5)),
+        min(float(h), y1 + my * rng.uniform(0.5, 1.5)),
+    )
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
 
 
 def _corner_jitter(rng: np.random.Generator, quad: np.ndarray, jitter) -> np.ndarray:

@@ -1,0 +1,183 @@
+"""Does a recogniser trained only on synthetic crops read the plates of real photos?
+
+Renders synthetic plate crops (``platelab data synth --formats crops``), prepares
+them, trains ``task=read`` for a fixed number of epochs (a fixed epoch count, not a
+wall-clock budget, so a busy machine gives the same model; the default is about 30
+minutes of training on 2 idle cores), then evaluates with ``platelab eval``'s code on
+the real samples in ../shared/data/real:
+
+* ``ocr_crops``: 100 CCPD plate crops, the text in the file name (LPRNet layout);
+* ``ccpd_base``: the plates of the CCPD photos, cut by their 4 corners.
+
+When ``rapidocr_onnxruntime`` is installed (a general OCR, benchmark-only, never a
+platelab dependency) it reads the same crops and is scored with the same metrics.
+Each stage is skipped when its output is already there, so an interrupted run
+continues.
+
+    python benchmarks/read_transfer.py --out runs/read_transfer
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from platelab.config import load_config
+from platelab.data.prepare import PrepareConfig, prepare
+from platelab.data.synth.crops import generate_crops
+from platelab.engine.checkpoint import LAST, load_checkpoint
+from platelab.train import train
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+COLUMNS = ("n_crops", "accuracy", "cer", "province_accuracy", "accuracy_at_90")
+
+
+def overrides(args: argparse.Namespace, dataset: Path, run: Path) -> list[str]:
+    """The training keys: ``platelab train <these>`` reproduces the run."""
+    return [
+        "task=read",
+        f"model={args.model}",
+        f"data={dataset}",
+        f"out={run}",
+        f"epochs={args.epochs}",
+        f"batch_size={args.batch}",
+        f"workers={args.workers}",
+        f"lr={args.lr}",
+        "scheduler=cosine",
+        "warmup_epochs=1",
+        "ema=true",
+        f"seed={args.seed}",
+        "exist_ok=true",
+    ]
+
+
+def finished(run: Path, epochs: int) -> bool:
+    if not (run / LAST).is_file():
+        return False
+    return int(load_checkpoint(run / LAST).get("epoch", 0)) >= epochs
+
+
+def prepare_real(root: Path, out: Path, workers: int) -> dict[str, Path]:
+    """The real crop sets present under ``root``, each prepared once under ``out``."""
+    sets = {}
+    if (root / "ocr_crops").is_dir():
+        sets["ocr_crops"] = PrepareConfig(out=out / "ocr_crops", crops=[root / "ocr_crops"])
+    if (root / "ccpd_base").is_dir():
+        sets["ccpd_base"] = PrepareConfig(
+            out=out / "ccpd_base", ccpd=[root / "ccpd_base"], kind="crops"
+        )
+    for cfg in sets.values():
+        if not (cfg.out / "prepare_report.json").is_file():
+            prepare(cfg.__class__(**{**cfg.__dict__, "workers": workers}))
+    return {name: cfg.out for name, cfg in sets.items()}
+
+
+def rapidocr_scores(dataset: Path) -> dict[str, float] | None:
+    """rapidocr-onnxruntime's figures on a prepared crop dataset (None if not installed)."""
+    try:
+        from rapidocr_onnxruntime import RapidOCR
+    except ImportError:
+        return None
+    from platelab.data.imageio import read_image
+    from platelab.eval.text import text_metrics
+    from platelab.text import get_charset
+
+    charset = get_charset("plates")
+    rows = []
+    for split in ("train", "val", "test"):
+        if (dataset / f"{split}.csv").is_file():
+            with open(dataset / f"{split}.csv", newline="") as f:
+                rows += list(csv.DictReader(f))
+    engine = RapidOCR()
+    truths, preds, scores = [], [], []
+    start = time.perf_counter()
+    for r in rows:
+        image = read_image(dataset / r["image"])[:, :, ::-1]  # RapidOCR takes BGR like cv2
+        result, _ = engine(image, use_det=False, use_cls=False, use_rec=True)
+        text, score = (result[0][0], float(result[0][1])) if result else ("", 0.0)
+        truths.append(r["text"])
+        preds.append("".join(c for c in charset.normalize(text) if c in charset))
+        scores.append(score)
+    seconds = time.perf_counter() - start
+    m = text_metrics(truths, preds, scores)
+    m["crops_per_s"] = len(rows) / seconds if seconds else float("nan")
+    return m
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("runs/read_transfer"))
+    p.add_argument("--real", type=Path, default=REAL)
+    p.add_argument("--crops", type=int, default=40000)
+    p.add_argument("--model", default="crnn")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-ema", action="store_true", help="evaluate the raw weights")
+    args = p.parse_args()
+    cores = os.cpu_count() or 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    synth, dataset, run = args.out / "synth", args.out / "dataset", args.out / "run"
+
+    if not (synth / "crops" / "labels.csv").is_file():
+        start = time.perf_counter()
+        generate_crops(synth / "crops", args.crops, seed=args.seed, workers=cores)
+        print(f"generate: {args.crops} crops in {time.perf_counter() - start:.0f} s")
+    if not (dataset / "prepare_report.json").is_file():
+        prepare(PrepareConfig(out=dataset, crops=[synth / "crops"], workers=cores))
+
+    keys = overrides(args, dataset, run)
+    print("platelab train " + " ".join(keys), flush=True)
+    if not finished(run, args.epochs):
+        start = time.perf_counter()
+        train(load_config(None, keys))
+        print(f"trained in {(time.perf_counter() - start) / 60:.1f} min "
+              f"({torch.get_num_threads()} threads)")  # fmt: skip
+    with open(run / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    minutes = sum(float(r["epoch_time_s"]) for r in rows) / 60
+    best = max(rows, key=lambda r: float(r["accuracy"]))
+    results = {
+        "command": "python benchmarks/read_transfer.py " + " ".join(sys.argv[1:]),
+        "train": "platelab train " + " ".join(keys),
+        "epochs": len(rows),
+        "train_minutes": round(minutes, 1),
+        "threads": torch.get_num_threads(),
+        "synthetic_val": {k: round(float(best[k]), 3) for k in ("accuracy", "cer")},
+        "best_epoch": int(best["epoch"]),
+        "real": {},
+        "rapidocr": {},
+    }
+    print(f"{len(rows)} epochs, {minutes:.1f} min of training; best synthetic val accuracy "
+          f"{float(best['accuracy']):.3f} at epoch {best['epoch']}")  # fmt: skip
+
+    from platelab.eval.evaluate import evaluate_checkpoint
+
+    print("".join(f"{c:>18}" for c in ("set", *COLUMNS)))
+    for name, real in prepare_real(args.real, args.out / "real", cores).items():
+        m = evaluate_checkpoint(
+            run, real, "all", args.out / f"eval_{name}", batch_size=32, ema=not args.no_ema
+        ).metrics
+        results["real"][name] = {c: round(float(m.get(c, float("nan"))), 4) for c in COLUMNS}
+        print(f"{name:>18}" + "".join(f"{float(m.get(c, float('nan'))):>18.3f}" for c in COLUMNS))
+        ocr = rapidocr_scores(real)
+        if ocr is not None:
+            results["rapidocr"][name] = {k: round(float(v), 4) for k, v in ocr.items()}
+            print(f"{'rapidocr ' + name:>18}"
+                  + "".join(f"{float(ocr.get(c, float('nan'))):>18.3f}" for c in COLUMNS)
+                  + f"   ({ocr['crops_per_s']:.0f} crops/s)")  # fmt: skip
+    (args.out / "read_transfer.json").write_text(json.dumps(results, indent=2))
+    print(f"galleries and read_transfer.json in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
