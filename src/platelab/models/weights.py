@@ -101,3 +101,40 @@ def load_model_from_checkpoint(
     info["input_size"] = tuple(info["input_size"]) if info["input_size"] else None
     info.update(epoch=state.get("epoch"), metrics=state.get("metrics", {}), path=file)
     return model.to(device).eval(), info
+
+
+def pack_weights(
+    src: Path | str, dst: Path | str, *, ema: bool = True, card: dict | None = None
+) -> dict:
+    """Write the weights of a trained checkpoint alone (no optimiser, no EMA copy, no RNG
+    state) as a small checkpoint that :func:`load_model_from_checkpoint` reads, as
+    ultralytics' ``strip_optimizer`` does. Atomic.
+
+    Args:
+        src: a checkpoint or a run folder (its best epoch).
+        dst: the ``.pth`` to write.
+        ema: keep the EMA weights when the run has them (else the raw weights).
+        card: extra plain fields to record (``source``, ``command``, ...), under ``card``.
+
+    Returns:
+        ``{"path", "source", "ema", "mb"}``.
+    """
+    from platelab.engine.checkpoint import checkpoint_header, save_checkpoint
+
+    file = find_checkpoint(src, "best")
+    state, meta = read_model_checkpoint(file)
+    weights, used_ema = state["model"], False
+    if ema and state.get("ema"):
+        prefix = "module."
+        weights = {k[len(prefix) :]: v for k, v in state["ema"].items() if k.startswith(prefix)}
+        used_ema = True
+    packed = checkpoint_header(
+        meta=meta,
+        model={k: v.detach().clone() for k, v in weights.items()},
+        epoch=state.get("epoch"),
+        metrics=state.get("metrics", {}),
+        card=dict(card or {}, source=str(file), ema=used_ema),
+    )
+    save_checkpoint(dst, packed)
+    return {"path": str(dst), "source": str(file), "ema": used_ema,
+            "mb": Path(dst).stat().st_size / 2**20}  # fmt: skip
