@@ -58,6 +58,9 @@ class SceneConfig:
             (``closeup``, ``street`` and ``plate_only``; ``traffic`` follows its road).
         styles: plate style -> weight (default :data:`plates.STYLE_WEIGHTS`).
         kinds: scene layout -> weight (default :data:`KIND_WEIGHTS`).
+        decal_rate: share of scenes with signs, words, badges and blank plates painted
+            over everything (car bodies too, the plates never): the text that is not a
+            plate (``POLICE``, dealer stickers, model badges).
         partial_rate: share of plate scenes where something in front (a post, a nearer
             car) may hide up to 30% of one plate.
         lighting: light scenes by a random condition (night, dusk, rain, over-exposure);
@@ -67,10 +70,11 @@ class SceneConfig:
 
     negative_rate: float = 0.1
     multi_rate: float = 0.1
-    plate_frac: tuple[float, float] = (0.025, 0.6)
+    plate_frac: tuple[float, float] = (0.025, 0.8)
     styles: dict[str, float] = field(default_factory=lambda: dict(plates.STYLE_WEIGHTS))
     kinds: dict[str, float] = field(default_factory=lambda: dict(KIND_WEIGHTS))
     partial_rate: float = 0.05
+    decal_rate: float = 0.4
     lighting: bool = True
     degrade: bool = True
 
@@ -154,6 +158,8 @@ def render_scene(
             _loose_plate(rng, fr, _plate_px(rng, cfg, w, 0.1, 0.9))
     if not negative and not fr.placed:  # every placement failed (rare): one loose plate
         _loose_plate(rng, fr, _plate_px(rng, cfg, w, 0.0, 0.3))
+    if rng.random() < cfg.decal_rate:
+        _decals(rng, fr, int(rng.integers(1, 5)))
     if rng.random() < (0.5 if kind == "traffic" else 0.25):
         occluders.occlude(rng, fr, int(rng.integers(1, 4)), height_at)
     if fr.occlusion:
@@ -243,6 +249,18 @@ def _car(rng, fr: Frame, plate_px: float, with_plate: bool = True, central: bool
         blank.rgb[:] = blank.rgb[blank.rgb.shape[0] // 2, 2]
         bh, bw = blank.rgb.shape[:2]
         warp_into(fr.img, blank.rgb, blank.alpha, plate_homography(bw, bh, corners))
+
+
+def _decals(rng, fr: Frame, count: int) -> None:
+    """``count`` pieces of clutter over the scene, cars included, each plate kept as it was."""
+    before = fr.img.copy()
+    backgrounds.clutter(rng, fr.img, count)
+    if fr.placed:
+        mask = np.zeros(fr.img.shape[:2], np.uint8)
+        for p in fr.placed:
+            cv2.fillPoly(mask, [np.round(p.corners).astype(np.int32)], 1)
+        keep = cv2.dilate(mask, np.ones((5, 5), np.uint8)) > 0
+        fr.img[keep] = before[keep]
 
 
 def _loose_plate(rng, fr: Frame, plate_px: float) -> None:
