@@ -14,6 +14,7 @@ from platelab.text import (
     BLANK_SYMBOL,
     PROVINCES,
     Charset,
+    cn_plate_syntax,
     get_charset,
     rows_of,
 )
@@ -140,3 +141,16 @@ def test_two_line_rows_from_positions():
     assert texts == [text] and pos == [positions]
     assert rows_of(pos[0], T, rows=2) == [0, 0, 1, 1, 1, 1, 1]
     assert rows_of(pos[0], T, rows=1) == [0] * 7
+
+
+@pytest.mark.parametrize(("read", "plate"), [
+    ("皖AB1I46Y", "皖AB1146Y"),   # I and O after the city letter are 1 and 0
+    ("皖AKMI85", "皖AKM185"),
+    ("皖OA2378", "皖OA2378"),     # the city letter is left alone
+    ("皖AQO378", "皖AQ0378"),
+    ("AB1I46Y", "AB1I46Y"),       # not Chinese: unchanged
+    ("皖A", "皖A"),
+    ("", ""),
+])  # fmt: skip
+def test_cn_plate_syntax(read, plate):
+    assert cn_plate_syntax(read) == plate

@@ -247,6 +247,23 @@ def rows_of(positions: Sequence[int], T: int, rows: int = 1) -> list[int]:
     return [min(rows - 1, int(p) * rows // max(T, 1)) for p in positions]
 
 
+CN_LOOKALIKES = {"I": "1", "O": "0"}  # letters Chinese registrations never use
+
+
+def cn_plate_syntax(text: str) -> str:
+    """A Chinese reading with ``I`` and ``O`` after its first two characters read as ``1``
+    and ``0``; any other text unchanged.
+
+    Chinese registrations (province, city letter, then 5 or 6 letters and digits) use
+    no ``I`` and no ``O``, so that they are never taken for ``1`` and ``0`` (GA 36,
+    the standard CCPD's tables follow: ``O`` is only their placeholder). A recogniser
+    that also reads Latin plates does confuse them; the rule applies only where it holds.
+    """
+    if len(text) < 3 or text[0] not in PROVINCES:
+        return text
+    return text[:2] + "".join(CN_LOOKALIKES.get(c, c) for c in text[2:])
+
+
 def _unique(chars: Iterable[str]) -> tuple[str, ...]:
     return tuple(c for c in dict.fromkeys(chars) if c not in SEPARATORS)
 

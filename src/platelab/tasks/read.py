@@ -46,7 +46,7 @@ from platelab.engine import distributed
 from platelab.engine.trainer import Trainer
 from platelab.errors import PlatelabError
 from platelab.tasks.base import EvalTally, Task, gather_records
-from platelab.text import BLANK, Charset
+from platelab.text import BLANK, Charset, cn_plate_syntax
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,8 @@ def decode(
         positions: ``[B, T]`` where each step / slot looks (share of the crop width), or
             None (``(t + 0.5) / T``).
         decoder: ``"ctc"`` (merge repeats, drop blanks) or ``"slots"`` (drop class 0).
+            A Chinese reading then follows its syntax (:func:`platelab.text.cn_plate_syntax`:
+            no ``I`` or ``O`` after the city letter).
         charset: the model's charset.
         rows: rows of each crop (1 or 2); None: 1.
     """
@@ -127,7 +129,7 @@ def decode(
         xs = [float(positions[i, s]) for s in steps[i]]
         out.append(
             TextPrediction(
-                text=texts[i],
+                text=cn_plate_syntax(texts[i]),
                 score=float(np.prod(scores[i])) if scores[i] else 0.0,
                 char_scores=[float(c) for c in scores[i]],
                 rows=[min(n_rows - 1, max(0, int(x * n_rows))) for x in xs],
