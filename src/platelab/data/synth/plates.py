@@ -36,6 +36,9 @@ from platelab.errors import PlatelabError
 # Chinese plates keep CCPD covered; EU-style and US plates cover the many countries of
 # photo collections such as Kaggle's and US traffic.
 STYLE_WEIGHTS = {"cn_blue": 0.3, "cn_green": 0.1, "cn_yellow": 0.05, "eu": 0.33, "us": 0.22}
+CN_BAR_ONE = (
+    0.7  # share of Chinese plates whose "1" is drawn as the plain stroke of the real typeface
+)
 
 
 def render_plate(style: str, rng: np.random.Generator, width_px: int) -> PlateImage:
@@ -75,8 +78,9 @@ def _cn(rng: np.random.Generator, width_px: int, style: str) -> PlateImage:
     latin = T.latin_font(T.CN_LATIN_FONTS[int(rng.integers(0, len(T.CN_LATIN_FONTS)))])
     zero = T.glyph_mask("0", latin)
     emboss = rng.random() < 0.5
+    bar = rng.random() < CN_BAR_ONE
     for i, ch in enumerate(text):
-        mask = T.cjk_glyph(ch) if i == 0 else T.glyph_mask(ch, latin)
+        mask = T.cjk_glyph(ch) if i == 0 else _cn_glyph(ch, latin, bar)
         # Plate glyphs are tall and narrow: the province fills its cell, a "0" nearly
         # does whatever the font's width, others keep their proportions (a "1" stays thin).
         gw = cw if i == 0 else min(cw, T.aspect(mask) / T.aspect(zero) * cw * 0.92)
@@ -93,6 +97,12 @@ def _cn(rng: np.random.Generator, width_px: int, style: str) -> PlateImage:
     if rng.random() < 0.6:
         A.rivets(img, rng, s, (wmm * 0.22, wmm * 0.78), 13)
     return A.finish(img, rng, 4 * s, text, style)
+
+
+def _cn_glyph(ch: str, latin, bar_one: bool) -> np.ndarray:
+    """A Latin glyph of a Chinese plate: the plate typeface's ``1`` is a plain vertical
+    stroke (no flag, no foot), drawn as the font's ``I`` with ``bar_one``."""
+    return T.glyph_mask("I" if bar_one and ch == "1" else ch, latin)
 
 
 def _cn_yellow(rng: np.random.Generator, width_px: int) -> PlateImage:
@@ -112,6 +122,7 @@ def _cn_two_line(rng: np.random.Generator, width_px: int) -> PlateImage:
     A.border(img, s, 3.0, 2.0, ink)
     latin = T.latin_font(T.CN_LATIN_FONTS[int(rng.integers(0, len(T.CN_LATIN_FONTS)))])
     zero = T.glyph_mask("0", latin)
+    bar = rng.random() < CN_BAR_ONE
     # Upper row: the province and the letter, squat and far apart, a dot between them.
     for mask, x in ((T.cjk_glyph(text[0]), 110.0), (T.glyph_mask(text[1], latin), 255.0)):
         T.draw_glyph(img, mask, (x * s, 18 * s, 75 * s, 60 * s), ink)
@@ -120,7 +131,7 @@ def _cn_two_line(rng: np.random.Generator, width_px: int) -> PlateImage:
     cw, gap = 65.0, 12.0
     x = (wmm - (5 * cw + 4 * gap)) / 2
     for ch in text[2:]:
-        mask = T.glyph_mask(ch, latin)
+        mask = _cn_glyph(ch, latin, bar)
         gw = min(cw, T.aspect(mask) / T.aspect(zero) * cw * 0.92)
         T.draw_glyph(img, mask, ((x + (cw - gw) / 2) * s, 98 * s, gw * s, 110 * s), ink)
         x += cw + gap
