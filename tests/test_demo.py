@@ -32,7 +32,28 @@ def test_demo_writes_everything(tmp_path, capsys, monkeypatch):
     with open(out / "compare" / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["model"] for r in rows] == ["dwsep_tiny", "dwsep_small"]
+    # the product comes first: the default reader's table and drawn photos
+    assert printed.index("== the default reader on") < printed.index("dataset:")
+    reads = sorted(p.parent.name for p in (out / "read").glob("*/predictions.jsonl"))
+    if REAL_DATA.is_dir():
+        assert (
+            reads == ["ccpd_base", "kaggle_voc"]
+            and (out / "read" / "kaggle_voc" / "images" / "Cars72.jpg").is_file()
+        )
+    else:
+        assert (
+            reads == ["demo_photos", "synthetic"]
+            and (out / "read" / "demo_photos" / "ccpd_1.jpg").is_file()
+        )
     if REAL_DATA.is_dir():  # the real samples are evaluated, never trained on
         assert [int(rows[0][f"{s}_images"]) for s in ("ccpd_base", "kaggle_voc")] == [6, 20]
         assert load_split(out / "real" / "ccpd_base", "train") == []
         assert "ccpd_base acc@0.5" in (out / "compare" / "report.md").read_text()
+
+
+def test_demo_reads_the_shipped_photos_and_synthetic_scenes_without_real_samples(tmp_path):
+    summaries = demo_mod.read_samples(tmp_path, None)
+    assert list(summaries) == ["demo_photos", "synthetic"]
+    assert summaries["demo_photos"]["images"] == 4 and summaries["synthetic"]["images"] == 6
+    assert (tmp_path / "demo_photos" / "ccpd_1.jpg").is_file()
+    assert summaries["demo_photos"]["plates"] >= 4  # every demo photo shows a plate

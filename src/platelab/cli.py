@@ -18,7 +18,7 @@ from platelab import __version__
 from platelab.errors import PlatelabError, is_disk_full, one_line
 
 logger = logging.getLogger("platelab")
-INFERENCE_COMMANDS = ("eval", "bench", "predict", "export")
+INFERENCE_COMMANDS = ("eval", "bench", "predict", "export", "read", "serve")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -219,6 +219,14 @@ def _named_path(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def _print_readings(readings: dict) -> None:
+    from platelab.infer.read_run import summary_lines
+
+    for name, summary in readings.items():
+        print(f"== the default reader on {name} ({summary['source']}) ==")
+        print("\n".join(summary_lines(summary)))
+
+
 def _print_results(result: dict) -> None:
     from platelab.eval.report import markdown_tables
 
@@ -286,6 +294,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         real=None if args.no_real else args.real,
     )
     res = run_demo(cfg)
+    _print_readings(res["readings"])
     print(f"dataset: {res['dataset']}")
     for s, c in res["counts"].items():
         print(f"  {s:>5}: {c['images']} images, {c['plates']} plates, {c['negatives']} negatives")
@@ -327,6 +336,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         postprocess = dataclasses.replace(DEPLOY, **given)
     photos = _images_in(args.parity_images or [])[: args.parity_n]
     photos = photos or dataset_photos(args.checkpoint, args.parity_n)
+    if args.reader is not None:
+        return _export_pipeline(args, photos, postprocess)
     report = export_checkpoint(
         args.checkpoint,
         args.out,
@@ -388,6 +399,23 @@ def cmd_export(args: argparse.Namespace) -> int:
         + f", largest score difference {report.max_score_diff:.1e} "
         f"(tolerance {report.tolerance_px} px)"
     )
+    return 0
+
+
+def _export_pipeline(args: argparse.Namespace, photos: list, postprocess) -> int:
+    from platelab.infer.pipeline_export import export_pipeline
+
+    if not args.reader.exists():
+        raise PlatelabError(f"reader checkpoint or run folder not found: {args.reader}")
+    done = export_pipeline(
+        args.checkpoint, args.reader, args.out, parity_images=photos, postprocess=postprocess,
+        input_dtype=args.input_dtype, opset=args.opset,
+    )  # fmt: skip
+    for role in ("detector", "reader"):
+        r = done[role]
+        print(f"{role}: {r.model} -> {r.path} ({r.size_mb:.1f} MB), parity checked on "
+              f"{r.images} {'photos' if r.real_images else 'random inputs'}")  # fmt: skip
+    print(f"pipeline manifest: {done['manifest']} (platelab read SOURCE --pipeline {args.out})")
     return 0
 
 
@@ -605,7 +633,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("export", help="export a checkpoint to ONNX and check parity")
     s.add_argument("checkpoint", type=Path, metavar="CHECKPOINT")
     s.add_argument("--format", default="onnx", choices=["onnx"])
-    s.add_argument("--out", type=Path, required=True, help="the .onnx file")
+    s.add_argument(
+        "--out", type=Path, required=True,
+        help="the .onnx file (with --reader: a folder for both files and pipeline.json)",
+    )  # fmt: skip
+    s.add_argument("--reader", type=Path, help="a task=read checkpoint: export the pair")
     s.add_argument("--input-dtype", default="uint8", choices=["uint8", "float32"])
     s.add_argument(
         "--parity-images", type=Path, nargs="+", metavar="FILE_OR_DIR",
@@ -632,6 +664,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("--no-save", action="store_true", help="only write predictions.jsonl")
     s.set_defaults(func=cmd_predict)
+
+    from platelab.cli_reader import add_commands
+
+    add_commands(sub, _positive, _size)
 
     s = sub.add_parser("demo", help="the main job on built-in synthetic data")
     s.add_argument("--out", type=Path, default=Path("runs/demo"))

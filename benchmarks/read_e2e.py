@@ -1,0 +1,162 @@
+"""The plate reader end to end: how often is a plate found and its text exactly right, how fast?
+
+Runs :class:`platelab.PlateReader` (default weights unless ``--detector``/``--reader``)
+on
+
+* the ccpd_base photos of ../shared/data/real (text and corners in the file names),
+* synthetic test scenes (``render_scene`` with a seed no training run uses), by plate
+  width in pixels,
+
+and scores, per true plate: **found** (a reading whose box has IoU >= 0.5 with it,
+each reading matched once, best IoU first) and **text right** (that reading's text
+equals the truth exactly). Then it times ``read`` on 1280x720 JPEG frames (synthetic
+dashcam scenes): decode, detect (with the second look for corners), crop, read and
+draw, in torch and in onnxruntime, at the given threads.
+
+    python benchmarks/read_e2e.py --threads 2 --out runs/read_e2e
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from platelab.data.imageio import decode_image, encode_jpeg, read_image
+from platelab.data.synth.scenes import render_scene
+from platelab.infer.read_run import draw_readings
+from platelab.infer.reader import PlateReader
+from platelab.text import Charset
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+SIZE_BUCKETS = ((0, 32, "<32 px"), (32, 96, "32-96 px"), (96, 1e9, ">=96 px"))
+
+
+def iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def match(truths: list[dict], readings) -> list[dict]:
+    """Each truth plate with ``found`` and ``right``; readings matched once, best IoU first."""
+    pairs = sorted(
+        ((iou(t["box"], r.box_xyxy), i, j) for i, t in enumerate(truths)
+         for j, r in enumerate(readings)),
+        reverse=True,
+    )  # fmt: skip
+    used_t, used_r, out = set(), set(), [dict(t, found=False, right=False, read="") for t in truths]
+    for v, i, j in pairs:
+        if v < 0.5 or i in used_t or j in used_r:
+            continue
+        used_t.add(i)
+        used_r.add(j)
+        text = readings[j].text
+        out[i].update(found=True, read=text,
+                      right=Charset.normalize(text) == Charset.normalize(truths[i]["text"]))  # fmt: skip
+    return out
+
+
+def rates(rows: list[dict]) -> dict:
+    n = len(rows)
+    return {
+        "plates": n,
+        "found": round(sum(r["found"] for r in rows) / n, 3) if n else float("nan"),
+        "text_right": round(sum(r["right"] for r in rows) / n, 3) if n else float("nan"),
+    }
+
+
+def real_ccpd(reader: PlateReader, root: Path) -> tuple[dict, list]:
+    from platelab.data.sources.ccpd import read_ccpd
+
+    records, _ = read_ccpd(root)
+    rows = []
+    for rec in records:
+        result = reader(read_image(rec.path))
+        truths = [{"box": p.box_xyxy, "text": p.text or ""} for p in rec.plates]
+        for m in match(truths, result.plates):
+            rows.append({"photo": rec.path.name[:24], "truth": m["text"], "read": m["read"],
+                         "found": m["found"], "right": m["right"]})  # fmt: skip
+    return rates(rows), rows
+
+
+def synthetic(reader: PlateReader, n: int, seed: int) -> dict:
+    rows = []
+    for i in range(n):
+        scene = render_scene((seed, i))
+        result = reader(scene.image)
+        truths = [{"box": p.box_xyxy, "text": p.text} for p in scene.plates]
+        for t, m in zip(truths, match(truths, result.plates), strict=True):
+            rows.append(dict(m, width=t["box"][2] - t["box"][0]))
+    out = {"all": rates(rows)}
+    for lo, hi, name in SIZE_BUCKETS:
+        out[name] = rates([r for r in rows if lo <= r["width"] < hi])
+    return out
+
+
+def speed(reader: PlateReader, frames: list[bytes], batch: int, repeat: int = 2) -> float:
+    """Frames per second of decode + read + draw over ``frames`` (JPEG bytes)."""
+
+    def once() -> None:
+        for s in range(0, len(frames), batch):
+            images = [decode_image(f) for f in frames[s : s + batch]]
+            for image, result in zip(images, reader.read_rgb(images), strict=True):
+                draw_readings(image, result)
+
+    once()  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeat):
+        once()
+    return repeat * len(frames) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=Path("runs/read_e2e"))
+    p.add_argument("--real", type=Path, default=REAL)
+    p.add_argument("--detector", type=Path)
+    p.add_argument("--reader", type=Path)
+    p.add_argument("--scenes", type=int, default=200, help="synthetic test scenes")
+    p.add_argument("--seed", type=int, default=90210, help="no training run uses it")
+    p.add_argument("--frames", type=int, default=40, help="1280x720 frames to time")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=8)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict = {"threads": args.threads, "batch": args.batch}
+
+    reader = PlateReader(args.detector, args.reader, runtime="torch", threads=args.threads)
+    print(reader)
+    if (args.real / "ccpd_base").is_dir():
+        results["ccpd_base"], rows = real_ccpd(reader, args.real / "ccpd_base")
+        for r in rows:
+            print(f"  {r['photo']:<24}  truth {r['truth']:<9} read {r['read'] or '-':<9} "
+                  f"{'found' if r['found'] else 'missed'} {'right' if r['right'] else ''}")  # fmt: skip
+        print(f"ccpd_base: {results['ccpd_base']}")
+    results["synthetic"] = synthetic(reader, args.scenes, args.seed)
+    print(f"synthetic ({args.scenes} scenes, seed {args.seed}): {results['synthetic']}")
+
+    frames = [
+        encode_jpeg(render_scene((args.seed + 1, i), size=(1280, 720)).image, 90)
+        for i in range(args.frames)
+    ]
+    results["fps_1280x720"] = {}
+    for runtime in ("torch", "onnx"):
+        r = PlateReader(args.detector, args.reader, runtime=runtime, threads=args.threads,
+                        batch_size=args.batch)  # fmt: skip
+        fps = speed(r, frames, args.batch)
+        results["fps_1280x720"][runtime] = round(fps, 1)
+        print(f"{runtime}: {fps:.1f} frames/s end to end at 1280x720 "
+              f"({args.threads} threads, batch {args.batch})")  # fmt: skip
+    (args.out / "read_e2e.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    print(f"wrote {args.out / 'read_e2e.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The reader's commands: ``platelab read``, ``serve`` and ``weights`` (see :mod:`platelab.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from platelab.errors import PlatelabError
+
+
+def cmd_read(args: argparse.Namespace) -> int:
+    from platelab.infer.read_run import run_read, summary_lines
+
+    if args.pipeline is not None and (args.detector or args.reader):
+        raise PlatelabError("give --pipeline, or --detector/--reader, not both")
+    summary = run_read(
+        args.source,
+        args.out,
+        detector=args.detector,
+        recognizer=args.reader,
+        pipeline=args.pipeline,
+        runtime=args.runtime,
+        conf=args.conf,
+        batch_size=args.batch,
+        threads=args.threads,
+        device=args.device,
+        refine=not args.no_refine,
+        save=not args.no_save,
+        max_frames=args.max_frames,
+    )
+    print("\n".join(summary_lines(summary)))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from platelab.infer.reader import PlateReader
+    from platelab.infer.serve import run_server
+
+    if args.pipeline is not None:
+        reader = PlateReader.from_pipeline(args.pipeline, threads=args.threads, conf=args.conf)
+    else:
+        reader = PlateReader(args.detector, args.reader, runtime=args.runtime,
+                             threads=args.threads, conf=args.conf)  # fmt: skip
+    run_server(reader, host=args.host, port=args.port, max_bytes=args.max_mb * 2**20)
+    return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    from platelab.infer.defaults import list_weights
+
+    if args.pack is not None:
+        from platelab.models.weights import pack_weights
+
+        src, dst = args.pack
+        done = pack_weights(Path(src), Path(dst), ema=not args.no_ema)
+        which = "EMA" if done["ema"] else "raw"
+        print(f"packed the {which} weights of {done['source']} into {dst} ({done['mb']:.1f} MB)")
+        return 0
+    rows = list_weights()
+    keys = sorted({k for r in rows for k in r["figures"]})
+    print(f"{'name':<16} {'task':<7} {'model':<12} {'MB':>5}  default  " + "  ".join(keys))
+    for r in rows:
+        figs = "  ".join(f"{r['figures'].get(k, ''):>{len(k)}}" for k in keys)
+        print(f"{r['name']:<16} {r['task']:<7} {r['model']:<12} {r['mb']:>5.1f}  "
+              f"{'yes' if r['default'] else '':<7}  {figs}")  # fmt: skip
+    if rows and rows[0]["card"] is not None:
+        print(f"model cards: {rows[0]['card'].parent}")
+    return 0
+
+
+def add_commands(sub, positive, size) -> None:
+    """Register ``read``, ``serve`` and ``weights`` on the ``platelab`` subparsers."""
+    del size
+    s = sub.add_parser("read", help="read plate texts in photos, folders, videos, streams")
+    s.add_argument(
+        "source", metavar="SOURCE",
+        help="an image, a folder, a video, or a stream (URL or camera index)",
+    )  # fmt: skip
+    s.add_argument("--detector", type=Path, help="task=detect checkpoint/ONNX (default: shipped)")
+    s.add_argument("--reader", type=Path, help="task=read checkpoint/ONNX (default: shipped)")
+    s.add_argument("--pipeline", type=Path, help="a folder from platelab export --reader")
+    s.add_argument("--out", type=Path, default=Path("runs/read"), help="default runs/read")
+    s.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto")
+    s.add_argument("--conf", type=float, help="detection score to read a plate (0.25)")
+    s.add_argument("--batch", type=positive, default=8, help="photos or frames per pass")
+    s.add_argument("--threads", type=positive, help="CPU threads (default: torch's)")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("--max-frames", type=positive, help="stop a video or stream after N frames")
+    s.add_argument("--no-refine", action="store_true", help="one detector look per photo")
+    s.add_argument("--no-save", action="store_true", help="only write the jsonl files")
+    s.set_defaults(func=cmd_read)
+
+    s = sub.add_parser("serve", help="an HTTP service and web page that reads plates")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--detector", type=Path, help="task=detect checkpoint/ONNX (default: shipped)")
+    s.add_argument("--reader", type=Path, help="task=read checkpoint/ONNX (default: shipped)")
+    s.add_argument("--pipeline", type=Path, help="a folder from platelab export --reader")
+    s.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto")
+    s.add_argument("--conf", type=float, help="detection score to read a plate (0.25)")
+    s.add_argument("--threads", type=positive, help="CPU threads (default: torch's)")
+    s.add_argument("--max-mb", type=positive, default=10, help="largest upload, MB")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("weights", help="the default weights shipped with platelab")
+    s.add_argument(
+        "--pack", nargs=2, metavar=("CHECKPOINT", "OUT"),
+        help="write a checkpoint's weights alone (no optimiser state) to OUT",
+    )  # fmt: skip
+    s.add_argument("--no-ema", action="store_true", help="--pack: the raw weights, not the EMA")
+    s.set_defaults(func=cmd_weights)
