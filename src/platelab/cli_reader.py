@@ -34,7 +34,14 @@ def cmd_read(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from platelab.infer.reader import PlateReader
-    from platelab.infer.serve import run_server
+
+    try:
+        from platelab.infer.serve import run_server
+    except ImportError as e:
+        raise PlatelabError(
+            f"platelab serve needs the 'serve' extra ({e.name} is missing): "
+            "pip install 'platelab[serve]'"
+        ) from None
 
     if args.pipeline is not None:
         reader = PlateReader.from_pipeline(args.pipeline, threads=args.threads, conf=args.conf)

@@ -218,80 +218,103 @@ class PlateReader:
         return self.read_rgb(rgb)
 
     def read_rgb(self, images: list[np.ndarray]) -> list[ReadResult]:
-        """``(H, W, 3)`` uint8 RGB arrays -> one :class:`ReadResult` each."""
+        """``(H, W, 3)`` uint8 RGB arrays -> one :class:`ReadResult` each. Every stage
+        runs batched over all the images: one detector pass, one second look over
+        every plate window, one recogniser pass over every crop."""
         dets: list[DetectionResult] = self.detector.predict(images)  # type: ignore[assignment]
         if self.refine:
-            dets = [self.refine_plates(im, d) for im, d in zip(images, dets, strict=True)]
-        return [self.read_plates(im, d.plates) for im, d in zip(images, dets, strict=True)]
+            dets = self.refine_all(images, dets)
+        return self.read_all(images, [d.plates for d in dets])
 
     def refine_plates(self, image: np.ndarray, det: DetectionResult) -> DetectionResult:
-        """``det`` with each plate's box and corners from a second look at a window around
-        it; a plate the second look does not find again keeps its first ones."""
-        if not det.plates:
-            return det
-        h, w = image.shape[:2]
+        """:meth:`refine_all` for one image."""
+        return self.refine_all([image], [det])[0]
+
+    def refine_all(
+        self, images: Sequence[np.ndarray], dets: Sequence[DetectionResult]
+    ) -> list[DetectionResult]:
+        """Each ``det`` with its plates' boxes and corners from a second look at a window
+        around each; a plate the second look does not find again keeps its first ones."""
         windows, crops = [], []
-        for p in det.plates:
-            x0, y0, x1, y1 = p.box_xyxy
-            cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-            half_w = max(x1 - x0, 8.0) * REFINE_GROW / 2
-            half_h = max(half_w * 0.75, (y1 - y0) * REFINE_GROW / 2)  # the canvas's 4:3
-            wx0, wy0 = int(max(0, cx - half_w)), int(max(0, cy - half_h))
-            wx1, wy1 = int(min(w, np.ceil(cx + half_w))), int(min(h, np.ceil(cy + half_h)))
-            windows.append((wx0, wy0))
-            crops.append(image[wy0:wy1, wx0:wx1])
-        looks: list[DetectionResult] = self.detector.predict(crops)  # type: ignore[assignment]
-        plates = []
-        for p, (ox, oy), look in zip(det.plates, windows, looks, strict=True):
-            box = np.asarray(p.box_xyxy, np.float64) - [ox, oy, ox, oy]
-            match = max(look.plates, key=lambda q: _iou(box, q.box_xyxy), default=None)
-            if match is None or _iou(box, match.box_xyxy) < 0.3:
-                plates.append(p)
-                continue
-            plates.append(
-                PlateBox(
-                    box_xyxy=tuple(float(v) for v in np.add(match.box_xyxy, [ox, oy, ox, oy])),
-                    corners=tuple((float(x + ox), float(y + oy)) for x, y in match.corners),
-                    score=p.score,
+        for image, det in zip(images, dets, strict=True):
+            h, w = image.shape[:2]
+            for p in det.plates:
+                x0, y0, x1, y1 = p.box_xyxy
+                cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+                half_w = max(x1 - x0, 8.0) * REFINE_GROW / 2
+                half_h = max(half_w * 0.75, (y1 - y0) * REFINE_GROW / 2)  # the canvas's 4:3
+                wx0, wy0 = int(max(0, cx - half_w)), int(max(0, cy - half_h))
+                wx1, wy1 = int(min(w, np.ceil(cx + half_w))), int(min(h, np.ceil(cy + half_h)))
+                windows.append((wx0, wy0))
+                crops.append(image[wy0:wy1, wx0:wx1])
+        looks: list[DetectionResult] = self.detector.predict(crops) if crops else []  # type: ignore[assignment]
+        out, k = [], 0
+        for det in dets:
+            plates = []
+            for p in det.plates:
+                (ox, oy), look = windows[k], looks[k]
+                k += 1
+                box = np.asarray(p.box_xyxy, np.float64) - [ox, oy, ox, oy]
+                match = max(look.plates, key=lambda q: _iou(box, q.box_xyxy), default=None)
+                if match is None or _iou(box, match.box_xyxy) < 0.3:
+                    plates.append(p)
+                    continue
+                shifted = np.add(match.box_xyxy, [ox, oy, ox, oy])
+                plates.append(
+                    PlateBox(
+                        box_xyxy=tuple(float(v) for v in shifted),  # type: ignore[arg-type]
+                        corners=tuple((float(x + ox), float(y + oy)) for x, y in match.corners),
+                        score=p.score,
+                    )
                 )
-            )
-        # Two first-look plates may be one plate seen closer: keep the better one.
-        kept: list[PlateBox] = []
-        for p in plates:  # by descending score
-            if all(_iou(p.box_xyxy, k.box_xyxy) < 0.5 for k in kept):
-                kept.append(p)
-        return DetectionResult(kept, det.width, det.height)
+            # Two first-look plates may be one plate seen closer: keep the better one.
+            kept: list[PlateBox] = []
+            for p in plates:  # by descending score
+                if all(_iou(p.box_xyxy, q.box_xyxy) < 0.5 for q in kept):
+                    kept.append(p)
+            out.append(DetectionResult(kept, det.width, det.height))
+        return out
 
     def read_plates(self, image: np.ndarray, plates: Sequence[PlateBox]) -> ReadResult:
         """Read ``plates`` (their corners in ``image``'s pixels) of one RGB image."""
-        h, w = image.shape[:2]
-        if not plates:
-            return ReadResult([], w, h)
-        quads = [p.quad() for p in plates]
-        squat = [quad_aspect(q) <= SQUAT_ASPECT for q in quads]
-        jobs = [(i, 1) for i in range(len(plates))] + [(i, 2) for i, s in enumerate(squat) if s]
+        return self.read_all([image], [plates])[0]
+
+    def read_all(
+        self, images: Sequence[np.ndarray], plates: Sequence[Sequence[PlateBox]]
+    ) -> list[ReadResult]:
+        """Read every plate of every image (corners in its image's pixels), in one batch."""
+        jobs = []  # (image index, plate index, rows)
+        for i, ps in enumerate(plates):
+            for j, p in enumerate(ps):
+                jobs.append((i, j, 1))
+                if quad_aspect(p.quad()) <= SQUAT_ASPECT:
+                    jobs.append((i, j, 2))
         texts = self.recognizer.read(
-            [image] * len(jobs), corners=[quads[i] for i, _ in jobs], rows=[r for _, r in jobs]
-        )
-        best: dict[int, Any] = {}
-        for (i, _), t in zip(jobs, texts, strict=True):
-            if i not in best or t.score > best[i].score:
-                best[i] = t
-        out = []
-        for i, p in enumerate(plates):
-            t = best[i]
-            out.append(
+            [images[i] for i, _, _ in jobs],
+            corners=[plates[i][j].quad() for i, j, _ in jobs],
+            rows=[r for _, _, r in jobs],
+        ) if jobs else []  # fmt: skip
+        best: dict[tuple[int, int], Any] = {}
+        for (i, j, _), t in zip(jobs, texts, strict=True):
+            if (i, j) not in best or t.score > best[i, j].score:
+                best[i, j] = t
+        results = []
+        for i, (image, ps) in enumerate(zip(images, plates, strict=True)):
+            h, w = image.shape[:2]
+            readings = [
                 PlateReading(
                     box_xyxy=p.box_xyxy,
                     corners=p.corners,
                     det_score=p.score,
-                    text=t.text,
-                    text_score=float(t.score),
-                    char_scores=[float(s) for s in t.char_scores],
-                    rows=list(t.rows),
+                    text=best[i, j].text,
+                    text_score=float(best[i, j].score),
+                    char_scores=[float(c) for c in best[i, j].char_scores],
+                    rows=list(best[i, j].rows),
                 )
-            )
-        return ReadResult(out, w, h)
+                for j, p in enumerate(ps)
+            ]
+            results.append(ReadResult(readings, w, h))
+        return results
 
     def __call__(
         self, image_or_images: ImageInput | Sequence[ImageInput]
