@@ -111,6 +111,27 @@ def rapidocr_scores(dataset: Path) -> dict[str, float] | None:
     return m
 
 
+def sample_picture(dataset: Path, eval_dir: Path, out: Path, n: int = 24) -> Path:
+    """``n`` crops of the set, evenly spaced, right and wrong alike, with truth and reading."""
+    import cv2
+
+    from platelab.data.imageio import read_image
+    from platelab.data.show import make_grid
+    from platelab.eval.evaluate_read import draw_read_case
+
+    with open(eval_dir / "predictions.csv", newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    picked = rows[:: max(1, len(rows) // n)][:n]
+    tiles = []
+    for r in picked:
+        record = {"text": r["text"], "pred": r["pred"], "score": float(r["score"]),
+                  "image": r["image"]}  # fmt: skip
+        tiles.append(draw_read_case(read_image(dataset / r["image"]), record))
+    grid = make_grid(tiles, columns=4)
+    cv2.imwrite(str(out), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, default=Path("runs/read_transfer"))
@@ -168,6 +189,7 @@ def main() -> None:
             run, real, "all", args.out / f"eval_{name}", batch_size=32, ema=not args.no_ema
         ).metrics
         results["real"][name] = {c: round(float(m.get(c, float("nan"))), 4) for c in COLUMNS}
+        sample_picture(real, args.out / f"eval_{name}", args.out / f"readings_{name}.png")
         print(f"{name:>18}" + "".join(f"{float(m.get(c, float('nan'))):>18.3f}" for c in COLUMNS))
         ocr = rapidocr_scores(real)
         if ocr is not None:
