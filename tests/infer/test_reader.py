@@ -182,6 +182,8 @@ def test_read_command_on_a_folder_with_bad_files(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["read", "missing_dir_xyz"], "source not found"),
+    (["read", "9"], "cannot open stream 9"),                      # a camera that is not there
+    (["read", "rtsp://127.0.0.1:9/x"], "cannot open stream"),     # a stream that does not answer
     (["read", "{src}", "--conf", "2"], "conf must be within 0..1"),
     (["read", "{src}", "--detector", "{src}/a.jpg"], "cannot tell what"),
 ])  # fmt: skip

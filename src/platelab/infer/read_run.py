@@ -222,6 +222,23 @@ def _read_images(
             bar.update(len(files[start : start + bs]))
 
 
+def _open_quietly(source: str) -> cv2.VideoCapture:
+    """``cv2.VideoCapture`` of a file, URL or camera index, without the pages OpenCV and
+    FFmpeg print when it fails (the caller says it in one line)."""
+    import os
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # FFmpeg's AV_LOG_QUIET
+    logging_ = getattr(getattr(cv2, "utils", None), "logging", None)
+    level = logging_.getLogLevel() if logging_ else None
+    if logging_:
+        logging_.setLogLevel(logging_.LOG_LEVEL_SILENT)
+    try:
+        return cv2.VideoCapture(int(source) if source.isdigit() else source)
+    finally:
+        if logging_:
+            logging_.setLogLevel(level)
+
+
 def _read_video(
     reader: PlateReader,
     source: str,
@@ -233,7 +250,7 @@ def _read_video(
     from platelab.infer.tracking import PlateTracker, write_tracks
 
     is_stream = not Path(source).is_file()
-    cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
+    cap = _open_quietly(source)
     if not cap.isOpened():
         raise PlatelabError(f"cannot open {'stream' if is_stream else 'video'} {source}")
     name = "stream" if is_stream else Path(source).name
