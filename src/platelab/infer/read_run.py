@@ -103,7 +103,7 @@ def source_kind(source: str | Path) -> str:
             f"cannot read {source}: not a folder, an image ({' '.join(sorted(IMAGE_EXTS))}) "
             f"or a video ({' '.join(sorted(VIDEO_EXTS))})"
         )
-    if text.isdigit() or "://" in text:
+    if text.isdigit() or "://" in text or path.is_char_device():  # 0, rtsp://..., /dev/video0
         return "stream"
     raise PlatelabError(f"source not found: {source}")
 
@@ -249,7 +249,7 @@ def _read_video(
 ) -> tuple[Path | None, list[dict]]:
     from platelab.infer.tracking import PlateTracker, write_tracks
 
-    is_stream = not Path(source).is_file()
+    is_stream = not Path(source).is_file()  # a URL, a camera index or a device
     cap = _open_quietly(source)
     if not cap.isOpened():
         raise PlatelabError(f"cannot open {'stream' if is_stream else 'video'} {source}")
