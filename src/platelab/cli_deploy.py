@@ -148,8 +148,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from platelab.infer.predict import run_predict, summary_lines
 
+    model = args.model
+    if model is None:  # the shipped default detector (its ONNX export with --backend onnx)
+        from platelab.infer.defaults import default_model
+
+        model = default_model("detect", "onnx" if args.backend == "onnx" else "torch")
     summary = run_predict(
-        args.model,
+        model,
         args.source,
         args.out,
         backend=args.backend,
@@ -202,7 +207,10 @@ def add_commands(sub, positive, size) -> None:
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("predict", help="plates in an image, a folder or a video")
-    s.add_argument("model", type=Path, metavar="CHECKPOINT_OR_ONNX")
+    s.add_argument(
+        "model", type=Path, nargs="?", metavar="CHECKPOINT_OR_ONNX",
+        help="a model of any task (default: the shipped plate detector)",
+    )  # fmt: skip
     s.add_argument("source", type=Path, metavar="SOURCE", help="an image, a folder or a video")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto")

@@ -279,3 +279,14 @@ def test_read_real_ccpd_prints_texts(real_data, default_reader, capsys, tmp_path
     assert len(rows) == 6
     lines = [json.loads(x) for x in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()]
     assert all(any(p["text"] for p in x["plates"]) for x in lines)
+
+
+def test_predict_without_a_model_uses_the_shipped_detector(tmp_path, capsys):
+    img, plates = _scene([("cn_blue", 120, 200, 220)], seed=3)
+    cv2.imwrite(str(tmp_path / "car.jpg"), img[:, :, ::-1])
+    assert main(["predict", str(tmp_path / "car.jpg"), "--out", str(tmp_path / "o")]) == 0
+    assert "dwsep_small" in capsys.readouterr().out
+    (line,) = [
+        json.loads(x) for x in (tmp_path / "o" / "predictions.jsonl").read_text().splitlines()
+    ]
+    assert line["plates"] and set(line["plates"][0]) == {"box_xyxy", "corners", "det_score"}
