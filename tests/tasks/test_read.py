@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -180,3 +183,19 @@ def test_train_refuses_a_scene_dataset_or_a_localiser(crop_dataset, tmp_path):
     with pytest.raises(PlatelabError, match="not a text recogniser"):
         train(load_config(None, ["task=read", "model=dwsep_tiny", f"data={crop_dataset}",
                                  f"out={tmp_path / 'r'}"]))  # fmt: skip
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_a_recogniser(crop_dataset, tmp_path):
+    """DDP: each rank reads its shard of the crops; validation gathers both shards."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "platelab", "train", *KEYS, f"data={crop_dataset}", f"out={tmp_path}",
+           "epochs=1"]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = load_checkpoint(tmp_path / "last.pth")
+    assert state["metrics"]["n_crops"] == len(load_crop_split(crop_dataset, "val"))
+    assert not any(k.startswith("module.") for k in state["model"])
+    model, info = load_model_from_checkpoint(tmp_path / "last.pth")
+    assert info["task"] == "read" and model.charset.name == "plates"
