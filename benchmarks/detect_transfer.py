@@ -28,7 +28,7 @@ from platelab.config import load_config
 from platelab.data.prepare import PrepareConfig, prepare
 from platelab.data.synth import generate
 from platelab.demo import prepare_real
-from platelab.engine.checkpoint import LAST, load_checkpoint
+from platelab.engine.checkpoint import LAST, run_finished
 from platelab.geometry import parse_size
 from platelab.train import train
 
@@ -55,13 +55,6 @@ def overrides(args: argparse.Namespace, dataset: Path, run: Path) -> list[str]:
         f"augment.scale={args.zoom}",
         "exist_ok=true",
     ]
-
-
-def finished(run: Path, epochs: int) -> bool:
-    """True when ``run`` holds a completed run of ``epochs`` epochs."""
-    if not (run / LAST).is_file():
-        return False
-    return int(load_checkpoint(run / LAST).get("epoch", 0)) >= epochs
 
 
 def main() -> None:
@@ -94,7 +87,7 @@ def main() -> None:
 
     keys = overrides(args, dataset, run)
     print("platelab train " + " ".join(keys), flush=True)
-    if not finished(run, args.epochs):
+    if not run_finished(run, args.epochs):
         start = time.perf_counter()
         train(load_config(None, keys))
         print(f"trained in {(time.perf_counter() - start) / 60:.1f} min "

@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import torch
+from torchvision.ops import box_iou
 
 from platelab.data.imageio import decode_image, encode_jpeg, read_image
 from platelab.data.synth.scenes import render_scene
@@ -35,21 +36,14 @@ REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 SIZE_BUCKETS = ((0, 32, "<32 px"), (32, 96, "32-96 px"), (96, 1e9, ">=96 px"))
 
 
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def match(truths: list[dict], readings) -> list[dict]:
     """Each truth plate with ``found`` and ``right``; readings matched once, best IoU first."""
-    pairs = sorted(
-        ((iou(t["box"], r.box_xyxy), i, j) for i, t in enumerate(truths)
-         for j, r in enumerate(readings)),
-        reverse=True,
-    )  # fmt: skip
+    ious = box_iou(
+        torch.tensor([t["box"] for t in truths], dtype=torch.float64).reshape(-1, 4),
+        torch.tensor([r.box_xyxy for r in readings], dtype=torch.float64).reshape(-1, 4),
+    )
+    pairs = sorted(((float(ious[i, j]), i, j) for i in range(len(truths))
+                    for j in range(len(readings))), reverse=True)  # fmt: skip
     used_t, used_r, out = set(), set(), [dict(t, found=False, right=False, read="") for t in truths]
     for v, i, j in pairs:
         if v < 0.5 or i in used_t or j in used_r:

@@ -32,7 +32,7 @@ import torch
 from platelab.config import load_config
 from platelab.data.prepare import PrepareConfig, prepare
 from platelab.data.synth.crops import generate_crops
-from platelab.engine.checkpoint import LAST, load_checkpoint
+from platelab.engine.checkpoint import run_finished
 from platelab.train import train
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -58,25 +58,18 @@ def overrides(args: argparse.Namespace, dataset: Path, run: Path) -> list[str]:
     ]
 
 
-def finished(run: Path, epochs: int) -> bool:
-    if not (run / LAST).is_file():
-        return False
-    return int(load_checkpoint(run / LAST).get("epoch", 0)) >= epochs
-
-
 def prepare_real(root: Path, out: Path, workers: int) -> dict[str, Path]:
     """The real crop sets present under ``root``, each prepared once under ``out``."""
+    sources = {"ocr_crops": {"crops": [root / "ocr_crops"]},
+               "ccpd_base": {"ccpd": [root / "ccpd_base"], "kind": "crops"}}  # fmt: skip
     sets = {}
-    if (root / "ocr_crops").is_dir():
-        sets["ocr_crops"] = PrepareConfig(out=out / "ocr_crops", crops=[root / "ocr_crops"])
-    if (root / "ccpd_base").is_dir():
-        sets["ccpd_base"] = PrepareConfig(
-            out=out / "ccpd_base", ccpd=[root / "ccpd_base"], kind="crops"
-        )
-    for cfg in sets.values():
-        if not (cfg.out / "prepare_report.json").is_file():
-            prepare(cfg.__class__(**{**cfg.__dict__, "workers": workers}))
-    return {name: cfg.out for name, cfg in sets.items()}
+    for name, source in sources.items():
+        if not next(iter(source.values()))[0].is_dir():
+            continue
+        if not (out / name / "prepare_report.json").is_file():
+            prepare(PrepareConfig(out=out / name, workers=workers, **source))
+        sets[name] = out / name
+    return sets
 
 
 def rapidocr_scores(dataset: Path) -> dict[str, float] | None:
@@ -85,29 +78,27 @@ def rapidocr_scores(dataset: Path) -> dict[str, float] | None:
         from rapidocr_onnxruntime import RapidOCR
     except ImportError:
         return None
+    from platelab.data.crop_manifest import load_crop_split
     from platelab.data.imageio import read_image
+    from platelab.data.manifest import SPLITS
     from platelab.eval.text import text_metrics
     from platelab.text import get_charset
 
     charset = get_charset("plates")
-    rows = []
-    for split in ("train", "val", "test"):
-        if (dataset / f"{split}.csv").is_file():
-            with open(dataset / f"{split}.csv", newline="") as f:
-                rows += list(csv.DictReader(f))
+    items = [c for split in SPLITS for c in load_crop_split(dataset, split)]
     engine = RapidOCR()
     truths, preds, scores = [], [], []
     start = time.perf_counter()
-    for r in rows:
-        image = read_image(dataset / r["image"])[:, :, ::-1]  # RapidOCR takes BGR like cv2
+    for item in items:
+        image = read_image(dataset / item.image)[:, :, ::-1]  # RapidOCR takes BGR like cv2
         result, _ = engine(image, use_det=False, use_cls=False, use_rec=True)
         text, score = (result[0][0], float(result[0][1])) if result else ("", 0.0)
-        truths.append(r["text"])
+        truths.append(item.text)
         preds.append("".join(c for c in charset.normalize(text) if c in charset))
         scores.append(score)
     seconds = time.perf_counter() - start
     m = text_metrics(truths, preds, scores)
-    m["crops_per_s"] = len(rows) / seconds if seconds else float("nan")
+    m["crops_per_s"] = len(items) / seconds if seconds else float("nan")
     return m
 
 
@@ -158,7 +149,7 @@ def main() -> None:
 
     keys = overrides(args, dataset, run)
     print("platelab train " + " ".join(keys), flush=True)
-    if not finished(run, args.epochs):
+    if not run_finished(run, args.epochs):
         start = time.perf_counter()
         train(load_config(None, keys))
         print(f"trained in {(time.perf_counter() - start) / 60:.1f} min "

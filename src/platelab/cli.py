@@ -463,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     from platelab import cli_deploy, cli_reader
 
     cli_deploy.add_commands(sub, _positive, _size)
-    cli_reader.add_commands(sub, _positive, _size)
+    cli_reader.add_commands(sub, _positive)
 
     s = sub.add_parser("demo", help="the main job on built-in synthetic data")
     s.add_argument("--out", type=Path, default=Path("runs/demo"))

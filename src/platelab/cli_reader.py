@@ -76,9 +76,8 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub, positive, size) -> None:
+def add_commands(sub, positive) -> None:
     """Register ``read``, ``serve`` and ``weights`` on the ``platelab`` subparsers."""
-    del size
     s = sub.add_parser("read", help="read plate texts in photos, folders, videos, streams")
     s.add_argument(
         "source", metavar="SOURCE",

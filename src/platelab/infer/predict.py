@@ -226,18 +226,8 @@ class _Results:
     def save_image(
         self, rel: Path, image_rgb: np.ndarray, pred: Prediction | DetectionResult
     ) -> None:
-        if not self.save:
-            return
-        path = self.out / rel
-        bgr = cv2.cvtColor(draw_result(image_rgb, pred, self.conf), cv2.COLOR_RGB2BGR)
-        ok, data = cv2.imencode(path.suffix.lower(), bgr)
-        if not ok:
-            raise PlatelabError(f"cannot encode {path} as {path.suffix}")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data.tobytes())
-        except OSError as e:
-            raise PlatelabError(f"cannot write {path}: {reason(e)}") from None
+        if self.save:
+            write_image(self.out / rel, draw_result(image_rgb, pred, self.conf))
 
     def skip(self, path: Path, rel: str, e: BaseException) -> None:
         why = reason(e)
@@ -245,26 +235,48 @@ class _Results:
         self.skipped.append({"path": display_path(rel), "reason": why})
 
 
-def _predict_images(
-    predictor: Predictor, files: list[Path], root: Path, res: _Results, progress: bool
-) -> None:
-    """Read, predict, draw and record ``files`` one batch at a time (``root``: for names)."""
-    bs = predictor.batch_size
-    with tqdm(total=len(files), desc="predict", unit="img", disable=not progress) as bar:
-        for start in range(0, len(files), bs):
+def write_image(path: Path, image_rgb: np.ndarray) -> None:
+    """Encode an RGB image by ``path``'s suffix and write it (folders made); one-line errors."""
+    ok, data = cv2.imencode(path.suffix.lower(), cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise PlatelabError(f"cannot encode {path} as {path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.tobytes())
+    except OSError as e:
+        raise PlatelabError(f"cannot write {path}: {reason(e)}") from None
+
+
+def image_batches(
+    files: list[Path], root: Path, batch_size: int, res: _Results, desc: str, progress: bool
+) -> Iterator[tuple[list[Path], list[np.ndarray]]]:
+    """``(names relative to root, RGB images)`` of ``files``, ``batch_size`` files at a
+    time; an unreadable file is skipped into ``res``. Flushes ``res`` and moves a
+    progress bar after each batch."""
+    with tqdm(total=len(files), desc=desc, unit="img", disable=not progress) as bar:
+        for start in range(0, len(files), batch_size):
+            chunk = files[start : start + batch_size]
             names, images = [], []
-            for f in files[start : start + bs]:
+            for f in chunk:
                 rel = f.relative_to(root) if f != root else Path(f.name)
                 try:
                     images.append(read_image(f))
                     names.append(rel)
                 except (OSError, ValueError) as e:
                     res.skip(f, rel.as_posix(), e)
-            for rel, image, pred in zip(names, images, predictor.predict(images), strict=True):
-                res.add(rel.as_posix(), None, pred)
-                res.save_image(rel, image, pred)
+            yield names, images
             res.file.flush()
-            bar.update(len(files[start : start + bs]))
+            bar.update(len(chunk))
+
+
+def _predict_images(
+    predictor: Predictor, files: list[Path], root: Path, res: _Results, progress: bool
+) -> None:
+    """Read, predict, draw and record ``files`` one batch at a time (``root``: for names)."""
+    for names, images in image_batches(files, root, predictor.batch_size, res, "predict", progress):
+        for rel, image, pred in zip(names, images, predictor.predict(images), strict=True):
+            res.add(rel.as_posix(), None, pred)
+            res.save_image(rel, image, pred)
 
 
 def _read_frames(cap: cv2.VideoCapture) -> Iterator[np.ndarray]:

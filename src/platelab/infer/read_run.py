@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import cv2
 import numpy as np
@@ -42,15 +42,23 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from platelab.data.imageio import IMAGE_EXTS, read_image
 from platelab.errors import PlatelabError, display_path, reason
-from platelab.infer.predict import DEFAULT_FPS, VIDEO_EXTS, _check_out, find_images
+from platelab.infer.predict import (
+    BOX_COLOR,
+    DEFAULT_FPS,
+    PREDICTIONS,
+    QUAD_COLOR,
+    VIDEO_EXTS,
+    _check_out,
+    _Results,
+    find_images,
+    image_batches,
+    write_image,
+)
 from platelab.infer.reader import PlateReader, ReadResult
+from platelab.infer.tracking import TRACKS, PlateTracker, write_tracks
 
 log = logging.getLogger(__name__)
 
-PREDICTIONS = "predictions.jsonl"
-TRACKS = "tracks.jsonl"
-BOX_COLOR = (0, 200, 0)
-QUAD_COLOR = (255, 0, 255)
 TRACK_HIGH = 0.35  # a detection score that may start a video track
 
 
@@ -160,20 +168,14 @@ class _FrameReader:
 
 
 # -- the run -----------------------------------------------------------------------------------
-class _Writer:
-    """``predictions.jsonl`` and the counts."""
+class _Writer(_Results):
+    """``predictions.jsonl``, the skipped files and the counts of a reading run."""
 
     def __init__(self, out: Path) -> None:
-        self.out = out
-        self.images = self.frames = self.plates = self.read = 0
-        self.skipped: list[dict[str, str]] = []
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            self.file: IO[str] = open(out / PREDICTIONS, "w", encoding="utf-8")  # noqa: SIM115
-        except OSError as e:
-            raise PlatelabError(f"cannot write to {out}: {reason(e)}") from None
+        super().__init__(out, conf=0.0, save=False)  # drawings are the reader's own
+        self.read = 0
 
-    def add(self, source: str, frame: int | None, result: ReadResult) -> None:
+    def add(self, source: str, frame: int | None, result: ReadResult) -> None:  # type: ignore[override]
         line = {"source": display_path(source), "frame": frame} | result.to_dict()
         self.file.write(json.dumps(line, ensure_ascii=False) + "\n")
         self.plates += len(result.plates)
@@ -183,43 +185,16 @@ class _Writer:
         else:
             self.frames += 1
 
-    def skip(self, path: Path, rel: str, e: BaseException) -> None:
-        why = reason(e)
-        log.warning("skipped %s: %s", display_path(path), why)
-        self.skipped.append({"path": display_path(rel), "reason": why})
-
-
-def _save(path: Path, rgb: np.ndarray) -> None:
-    ok, data = cv2.imencode(path.suffix.lower(), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise PlatelabError(f"cannot encode {path} as {path.suffix}")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data.tobytes())
-    except OSError as e:
-        raise PlatelabError(f"cannot write {path}: {reason(e)}") from None
-
 
 def _read_images(
     reader: PlateReader, files: list[Path], root: Path, res: _Writer, save: bool, progress: bool
 ) -> None:
     bs = reader.detector.batch_size
-    with tqdm(total=len(files), desc="read", unit="img", disable=not progress) as bar:
-        for start in range(0, len(files), bs):
-            names, images = [], []
-            for f in files[start : start + bs]:
-                rel = f.relative_to(root) if f != root else Path(f.name)
-                try:
-                    images.append(read_image(f))
-                    names.append(rel)
-                except (OSError, ValueError) as e:
-                    res.skip(f, rel.as_posix(), e)
-            for rel, image, result in zip(names, images, reader.read_rgb(images), strict=True):
-                res.add(rel.as_posix(), None, result)
-                if save:
-                    _save(res.out / rel, draw_readings(image, result))
-            res.file.flush()
-            bar.update(len(files[start : start + bs]))
+    for names, images in image_batches(files, root, bs, res, "read", progress):
+        for rel, image, result in zip(names, images, reader.read_rgb(images), strict=True):
+            res.add(rel.as_posix(), None, result)
+            if save:
+                write_image(res.out / rel, draw_readings(image, result))
 
 
 def _open_quietly(source: str) -> cv2.VideoCapture:
@@ -247,8 +222,6 @@ def _read_video(
     progress: bool,
     max_frames: int | None,
 ) -> tuple[Path | None, list[dict]]:
-    from platelab.infer.tracking import PlateTracker, write_tracks
-
     is_stream = not Path(source).is_file()  # a URL, a camera index or a device
     cap = _open_quietly(source)
     if not cap.isOpened():

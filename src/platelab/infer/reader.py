@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torchvision.ops import box_iou, nms
 
 from platelab.errors import PlatelabError
 from platelab.infer.predictor import DetectionResult, ImageInput, PlateBox, Predictor, to_rgb
@@ -115,12 +117,11 @@ class ReadResult:
         }
 
 
-def _iou(a: Any, b: Any) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+def _box_ious(a: Any, b: Any) -> np.ndarray:
+    """``(len(a), len(b))`` IoU of two lists of xyxy boxes (:func:`torchvision.ops.box_iou`)."""
+    ta = torch.as_tensor(np.asarray(a, np.float64).reshape(-1, 4))
+    tb = torch.as_tensor(np.asarray(b, np.float64).reshape(-1, 4))
+    return box_iou(ta, tb).numpy()
 
 
 def quad_aspect(quad: np.ndarray) -> float:
@@ -254,11 +255,12 @@ class PlateReader:
             for p in det.plates:
                 (ox, oy), look = windows[k], looks[k]
                 k += 1
-                box = np.asarray(p.box_xyxy, np.float64) - [ox, oy, ox, oy]
-                match = max(look.plates, key=lambda q: _iou(box, q.box_xyxy), default=None)
-                if match is None or _iou(box, match.box_xyxy) < 0.3:
+                box = np.subtract(p.box_xyxy, [ox, oy, ox, oy])
+                ious = _box_ious(box[None], [q.box_xyxy for q in look.plates])[0]
+                if not len(ious) or ious.max() < 0.3:
                     plates.append(p)
                     continue
+                match = look.plates[int(ious.argmax())]
                 shifted = np.add(match.box_xyxy, [ox, oy, ox, oy])
                 plates.append(
                     PlateBox(
@@ -268,11 +270,11 @@ class PlateReader:
                     )
                 )
             # Two first-look plates may be one plate seen closer: keep the better one.
-            kept: list[PlateBox] = []
-            for p in plates:  # by descending score
-                if all(_iou(p.box_xyxy, q.box_xyxy) < 0.5 for q in kept):
-                    kept.append(p)
-            out.append(DetectionResult(kept, det.width, det.height))
+            if len(plates) > 1:
+                boxes = torch.tensor([q.box_xyxy for q in plates], dtype=torch.float64)
+                scores = torch.tensor([q.score for q in plates], dtype=torch.float64)
+                plates = [plates[int(i)] for i in nms(boxes, scores, 0.5)]
+            out.append(DetectionResult(plates, det.width, det.height))
         return out
 
     def read_plates(self, image: np.ndarray, plates: Sequence[PlateBox]) -> ReadResult:
