@@ -112,6 +112,43 @@ def test_plate_styles(style):
     assert plate.rgb.reshape(-1, 3).std(0).max() > 30
 
 
+def test_stroke_weight_thickens_and_thins_every_stroke():
+    font = text.latin_font("RobotoCondensed-Medium.ttf")
+    regular, bold, light = (text.glyph_mask("H", font, w) for w in (0, 2, -2))
+    # A dilation by 2 px a side grows the tight box by 4 px each way; an erosion shrinks it.
+    assert bold.shape == (regular.shape[0] + 4, regular.shape[1] + 4)
+    assert light.shape == (regular.shape[0] - 4, regular.shape[1] - 4)
+    ink = [float((m > 127).sum()) for m in (light, regular, bold)]
+    assert ink[0] < ink[1] < ink[2]
+    # H's crossbar survives the thinning: the middle row still joins the two stems.
+    assert (light[light.shape[0] // 2] > 127).all()
+
+
+def test_plate_w_is_the_plate_typeface_w():
+    m = text.plate_w() > 127
+    h, w = m.shape
+    assert h > 0.9 * text.GLYPH_PX and 0.5 < w / h < 0.7  # fills a plate cell, like "0"
+    assert (m != m[:, ::-1]).mean() < 0.02  # mirror-symmetric
+    mid = w // 2
+    assert not m[int(0.2 * h), mid - 2 : mid + 3].any()  # the middle apex stops at a third
+    assert m[int(0.5 * h), mid - 2 : mid + 3].all()
+    assert m[int(0.2 * h), : w // 6].any() and m[int(0.2 * h), -w // 6 :].any()  # upright sides
+    assert (text.plate_w(2) > 127).sum() > m.sum() > (text.plate_w(-1) > 127).sum()
+
+
+def test_every_cn_latin_font_and_province_face_draws_every_character():
+    for name in text.CN_LATIN_FONTS:
+        font = text.latin_font(name)
+        for ch in text.CN_ADS:
+            m = text.glyph_mask(ch, font)
+            assert m.shape[0] > 0.5 * text.GLYPH_PX and (m > 127).any(), (name, ch)
+    assert text.PLATE_CJK_FONT.is_file()  # shipped in the package (fonts/README.md)
+    for ch in text.CN_PROVINCES:
+        plate, system = text.cjk_glyph(ch, plate_face=True), text.cjk_glyph(ch)
+        assert plate.shape[0] > 0.6 * text.GLYPH_PX and system.shape[0] > 0.6 * text.GLYPH_PX
+        assert plate.shape != system.shape or not np.array_equal(plate, system)  # two faces
+
+
 def test_cjk_font_missing_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(text, "CJK_FONT", tmp_path / "nope.ttc")
     with pytest.raises(PlatelabError, match="install fonts-wqy-microhei"):

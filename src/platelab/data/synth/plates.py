@@ -36,9 +36,9 @@ from platelab.errors import PlatelabError
 # Chinese plates keep CCPD covered; EU-style and US plates cover the many countries of
 # photo collections such as Kaggle's and US traffic.
 STYLE_WEIGHTS = {"cn_blue": 0.3, "cn_green": 0.1, "cn_yellow": 0.05, "eu": 0.33, "us": 0.22}
-CN_BAR_ONE = (
-    0.7  # share of Chinese plates whose "1" is drawn as the plain stroke of the real typeface
-)
+# Shares of Chinese plates whose "1" (a plain stroke) and "W" are the real typeface's.
+CN_BAR_ONE = 0.7
+CN_PLATE_W = 0.6
 
 
 def render_plate(style: str, rng: np.random.Generator, width_px: int) -> PlateImage:
@@ -75,12 +75,11 @@ def _cn(rng: np.random.Generator, width_px: int, style: str) -> PlateImage:
     n = len(text)
     cw, gap, sep = (43.0, 9.0, 47.0) if green else (45.0, 12.0, 34.0)
     x = (wmm - (n * cw + (n - 2) * gap + sep)) / 2
-    latin = T.latin_font(T.CN_LATIN_FONTS[int(rng.integers(0, len(T.CN_LATIN_FONTS)))])
-    zero = T.glyph_mask("0", latin)
+    face = _CnFace(rng)
+    zero = face.glyph("0")
     emboss = rng.random() < 0.5
-    bar = rng.random() < CN_BAR_ONE
     for i, ch in enumerate(text):
-        mask = T.cjk_glyph(ch) if i == 0 else _cn_glyph(ch, latin, bar)
+        mask = face.province(ch) if i == 0 else face.glyph(ch)
         # Plate glyphs are tall and narrow: the province fills its cell, a "0" nearly
         # does whatever the font's width, others keep their proportions (a "1" stays thin).
         gw = cw if i == 0 else min(cw, T.aspect(mask) / T.aspect(zero) * cw * 0.92)
@@ -99,10 +98,26 @@ def _cn(rng: np.random.Generator, width_px: int, style: str) -> PlateImage:
     return A.finish(img, rng, 4 * s, text, style)
 
 
-def _cn_glyph(ch: str, latin, bar_one: bool) -> np.ndarray:
-    """A Latin glyph of a Chinese plate: the plate typeface's ``1`` is a plain vertical
-    stroke (no flag, no foot), drawn as the font's ``I`` with ``bar_one``."""
-    return T.glyph_mask("I" if bar_one and ch == "1" else ch, latin)
+class _CnFace:
+    """The typeface of one Chinese plate, drawn at random: a Latin font for letters and
+    digits, a stroke weight, the province's face, whether ``1`` is the plain vertical
+    stroke (no flag, no foot) of the plate typeface, drawn as the font's ``I``, and
+    whether ``W`` is the plate typeface's (:func:`.text.plate_w`)."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.latin = T.latin_font(T.CN_LATIN_FONTS[int(rng.integers(0, len(T.CN_LATIN_FONTS)))])
+        self.weight = int(rng.integers(-T.STROKE_PX // 2, T.STROKE_PX + 1))
+        self.plate_face = rng.random() < 0.6
+        self.bar_one = rng.random() < CN_BAR_ONE
+        self.plate_w = rng.random() < CN_PLATE_W
+
+    def glyph(self, ch: str) -> np.ndarray:
+        if ch == "W" and self.plate_w:
+            return T.plate_w(self.weight)
+        return T.glyph_mask("I" if self.bar_one and ch == "1" else ch, self.latin, self.weight)
+
+    def province(self, ch: str) -> np.ndarray:
+        return T.cjk_glyph(ch, self.plate_face, self.weight)
 
 
 def _cn_yellow(rng: np.random.Generator, width_px: int) -> PlateImage:
@@ -120,18 +135,17 @@ def _cn_two_line(rng: np.random.Generator, width_px: int) -> PlateImage:
     img = A.canvas(w, h, A.jitter(rng, (245, 190, 20), 20))
     ink = A.jitter(rng, (15, 15, 15), 8)
     A.border(img, s, 3.0, 2.0, ink)
-    latin = T.latin_font(T.CN_LATIN_FONTS[int(rng.integers(0, len(T.CN_LATIN_FONTS)))])
-    zero = T.glyph_mask("0", latin)
-    bar = rng.random() < CN_BAR_ONE
+    face = _CnFace(rng)
+    zero = face.glyph("0")
     # Upper row: the province and the letter, squat and far apart, a dot between them.
-    for mask, x in ((T.cjk_glyph(text[0]), 110.0), (T.glyph_mask(text[1], latin), 255.0)):
+    for mask, x in ((face.province(text[0]), 110.0), (face.glyph(text[1]), 255.0)):
         T.draw_glyph(img, mask, (x * s, 18 * s, 75 * s, 60 * s), ink)
     cv2.circle(img, (int(220 * s), int(48 * s)), max(1, int(5 * s)), ink, -1, cv2.LINE_AA)
     # Lower row: five tall characters.
     cw, gap = 65.0, 12.0
     x = (wmm - (5 * cw + 4 * gap)) / 2
     for ch in text[2:]:
-        mask = _cn_glyph(ch, latin, bar)
+        mask = face.glyph(ch)
         gw = min(cw, T.aspect(mask) / T.aspect(zero) * cw * 0.92)
         T.draw_glyph(img, mask, ((x + (cw - gw) / 2) * s, 98 * s, gw * s, 110 * s), ink)
         x += cw + gap
@@ -179,7 +193,7 @@ def _eu(rng: np.random.Generator, width_px: int) -> PlateImage:
         A.text_box(img, code, (3, hmm * 0.58, bw - 6, hmm * 0.3), s, (250, 250, 250),
               T.latin_font("DejaVuSans-Bold.ttf"))  # fmt: skip
         left = bw + 4
-    font = T.latin_font(T.LATIN_FONTS[int(rng.choice(3, p=[0.6, 0.3, 0.1]))])
+    font = T.latin_font(T.LATIN_FONTS[int(rng.choice(len(T.LATIN_FONTS), p=T.LATIN_FONT_P))])
     squeeze = rng.uniform(0.7, 0.95)
     if uk:
         font, squeeze = T.latin_font("DejaVuSans-Bold.ttf"), rng.uniform(0.62, 0.78)

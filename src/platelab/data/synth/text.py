@@ -38,10 +38,28 @@ LATIN_FONTS = (
     "BarlowSemiCondensed-SemiBold.ttf",
     "DejaVuSans-Bold.ttf",
     "BarlowCondensed-Bold.ttf",
+    "OSP-DIN.ttf",  # DIN 1451 Engschrift, the older German and several other plates' face
+    "RobotoCondensed-Bold.ttf",
 )
-# Letters and digits of Chinese plates: a narrow, even-stroked face (GA 36's is narrower
-# than any free font, so glyphs are also squeezed into their cells).
-CN_LATIN_FONTS = ("BarlowCondensed-SemiBold.ttf", "BarlowCondensed-Bold.ttf", "DejaVuSans-Bold.ttf")
+LATIN_FONT_P = (0.45, 0.2, 0.1, 0.15, 0.1)  # EU plates; US plates favour Barlow
+# Letters and digits of Chinese plates: narrow, even-stroked faces (no free font is the
+# GA 36 face; several close ones, drawn at several stroke weights, teach the reader the
+# letters rather than one font's details). Glyphs are fitted into the plate's cells.
+CN_LATIN_FONTS = (
+    "BarlowCondensed-SemiBold.ttf",
+    "BarlowCondensed-Bold.ttf",
+    "RobotoCondensed-Regular.ttf",
+    "RobotoCondensed-Medium.ttf",
+    "RobotoCondensed-Bold.ttf",
+    "OSP-DIN.ttf",
+    "DejaVuSans-Bold.ttf",
+)
+# The provinces in a heavy Hei face, as plates print them: Noto Sans CJK SC Bold cut to the
+# CCPD province characters (fonts/README.md). The system's lighter WenQuanYi Micro Hei,
+# emboldened, is the second face.
+PLATE_CJK_FONT = Path(__file__).parent / "fonts" / "NotoSansCJKsc-Bold-provinces.otf"
+STROKE_PX = 2  # plate strokes are up to this many pixels a side heavier at GLYPH_PX, half as
+# many lighter (glyph_mask's weight)
 GLYPH_PX = 128  # glyphs are rasterised once at this size, then resized into their cells
 _BAR = np.full((4, 4), 255, np.uint8)
 
@@ -75,27 +93,56 @@ def _font(path: Path, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(path), size)
 
 
-@functools.lru_cache(maxsize=2048)
-def glyph_mask(ch: str, font_path: Path) -> np.ndarray:
-    """``(h, w)`` uint8 coverage of one character, cropped tight to its ink."""
+@functools.lru_cache(maxsize=4096)
+def glyph_mask(ch: str, font_path: Path, weight: int = 0) -> np.ndarray:
+    """``(h, w)`` uint8 coverage of one character, cropped tight to its ink.
+
+    ``weight`` thickens (> 0) or thins (< 0) every stroke by that many pixels a side at
+    :data:`GLYPH_PX`: one font becomes several weights.
+    """
     font = _font(font_path, GLYPH_PX)
     left, top, right, bottom = font.getbbox(ch)
-    img = Image.new("L", (right - left + 4, bottom - top + 4), 0)
-    ImageDraw.Draw(img).text((2 - left, 2 - top), ch, font=font, fill=255)
+    pad = 2 + abs(weight)
+    img = Image.new("L", (right - left + 2 * pad, bottom - top + 2 * pad), 0)
+    ImageDraw.Draw(img).text((pad - left, pad - top), ch, font=font, fill=255)
     arr = np.asarray(img)
+    if weight:
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * abs(weight) + 1,) * 2)
+        arr = cv2.dilate(arr, kernel) if weight > 0 else cv2.erode(arr, kernel)
     ys, xs = np.nonzero(arr)
     if len(xs) == 0:
         return np.zeros((1, 1), np.uint8)
     return arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
-@functools.lru_cache(maxsize=256)
-def cjk_glyph(ch: str) -> np.ndarray:
-    """A province character's mask from :func:`cjk_font`, emboldened: the plates' Chinese
-    characters are heavier than the (regular-weight) font's."""
-    mask = glyph_mask(ch, cjk_font())
-    k = max(1, int(round(0.045 * GLYPH_PX)))
-    return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+@functools.lru_cache(maxsize=16)
+def plate_w(weight: int = 0) -> np.ndarray:
+    """The ``W`` of the Chinese plate typeface (GA 36), which no free font draws: outer
+    strokes almost upright, pointed feet, the middle apex at a third of the height
+    (a font's ``W`` slants its outer strokes, and blurred it reads as ``H`` or ``N``).
+    Drawn as strokes 11% of the height thick, like the face's; ``weight`` as in
+    :func:`glyph_mask`."""
+    h = GLYPH_PX
+    w = int(round(0.5 * h))
+    pts = np.array([(0.04, 0.0), (0.25, 1.0), (0.5, 0.34), (0.75, 1.0), (0.96, 0.0)])
+    pad = 10
+    img = np.zeros((h + 2 * pad, w + 2 * pad), np.uint8)
+    shift = 4  # sub-pixel vertices
+    xy = np.round((pts * (w, h) + pad) * (1 << shift)).astype(np.int32)
+    thick = max(1, int(round(0.11 * h)) + 2 * weight)
+    cv2.polylines(img, [xy], False, 255, thick, cv2.LINE_AA, shift)
+    img[: pad + thick // 4] = 0  # the ends are cut flat at the top, not rounded
+    ys, xs = np.nonzero(img)
+    return img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
+def cjk_glyph(ch: str, plate_face: bool = False, weight: int = 0) -> np.ndarray:
+    """A province character's mask: in the plate-weight face (:data:`PLATE_CJK_FONT`) or
+    in :func:`cjk_font`, emboldened (the plates' characters are heavier than its regular
+    weight); ``weight`` as in :func:`glyph_mask`."""
+    if plate_face and PLATE_CJK_FONT.is_file():
+        return glyph_mask(ch, PLATE_CJK_FONT, weight)
+    return glyph_mask(ch, cjk_font(), max(1, int(round(0.0225 * GLYPH_PX))) + weight)
 
 
 def aspect(mask: np.ndarray) -> float:
