@@ -57,9 +57,10 @@ CN_LATIN_FONTS = (
 # The provinces in a heavy Hei face, as plates print them: Noto Sans CJK SC Bold cut to the
 # CCPD province characters (fonts/README.md). The system's lighter WenQuanYi Micro Hei,
 # emboldened, is the second face.
-PLATE_CJK_FONT = Path(__file__).parent / "fonts" / "NotoSansCJKsc-Bold-provinces.otf"
-STROKE_PX = 2  # plate strokes are up to this many pixels a side heavier at GLYPH_PX, half as
-# many lighter (glyph_mask's weight)
+PLATE_CJK_FONT = PACKAGE_FONTS / "NotoSansCJKsc-Bold-provinces.otf"
+# Chinese plate strokes are up to this many pixels a side heavier at GLYPH_PX, and up to
+# half as many lighter (glyph_mask's weight).
+STROKE_PX = 2
 GLYPH_PX = 128  # glyphs are rasterised once at this size, then resized into their cells
 _BAR = np.full((4, 4), 255, np.uint8)
 
