@@ -182,7 +182,6 @@ def find_checkpoint(run_or_file: Path | str, which: str = "best") -> Path:
     return last
 
 
-# -- RNG --------------------------------------------------------------------------
 def run_finished(run: Path | str, epochs: int) -> bool:
     """True when the run folder ``run`` holds a ``last.pth`` of at least ``epochs`` epochs
     (a benchmark that finds it skips training)."""
@@ -190,6 +189,7 @@ def run_finished(run: Path | str, epochs: int) -> bool:
     return last.is_file() and int(load_checkpoint(last).get("epoch") or 0) >= epochs
 
 
+# -- RNG --------------------------------------------------------------------------
 def capture_rng_state() -> dict:
     """torch (CPU and CUDA), numpy and python ``random`` states as plain data."""
     np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()

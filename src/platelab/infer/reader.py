@@ -23,8 +23,9 @@ Corners: a plate far away covers a few canvas pixels, so its corners, mapped bac
 the photo, are off by several photo pixels. With ``refine`` (the default) the detector
 takes a second look at a window :data:`REFINE_GROW` plate widths wide around each plate,
 cut from the full-resolution photo, where the plate is large, and its corners from that
-look replace the first ones (with the shipped detector, the mean corner error on the 6 ccpd_base photos falls
-from 17 to 12 px, and 4 plates instead of 3 are read exactly).
+look replace the first ones (with the shipped weights, the mean corner error on the 6
+ccpd_base photos falls from 17 to 12 px, and 5 plates instead of 3 are read exactly:
+``benchmarks/read_e2e.py``).
 
 Two-line plates: a plate's rows are not given by the detector. A plate whose corners
 are at most :data:`SQUAT_ASPECT` times wider than high may be a two-line plate (Chinese

@@ -141,7 +141,7 @@ def cjk_glyph(ch: str, plate_face: bool = False, weight: int = 0) -> np.ndarray:
     """A province character's mask: in the plate-weight face (:data:`PLATE_CJK_FONT`) or
     in :func:`cjk_font`, emboldened (the plates' characters are heavier than its regular
     weight); ``weight`` as in :func:`glyph_mask`."""
-    if plate_face and PLATE_CJK_FONT.is_file():
+    if plate_face:  # shipped in the package: a missing file is an install error, not a fallback
         return glyph_mask(ch, PLATE_CJK_FONT, weight)
     return glyph_mask(ch, cjk_font(), max(1, int(round(0.0225 * GLYPH_PX))) + weight)
 
