@@ -142,11 +142,13 @@ def test_every_cn_latin_font_and_province_face_draws_every_character():
         for ch in text.CN_ADS:
             m = text.glyph_mask(ch, font)
             assert m.shape[0] > 0.5 * text.GLYPH_PX and (m > 127).any(), (name, ch)
-    assert text.PLATE_CJK_FONT.is_file()  # shipped in the package (fonts/README.md)
+    assert all(f.is_file() for f in text.PLATE_CJK_FONTS)  # shipped (fonts/README.md)
+    faces = (*range(len(text.PLATE_CJK_FONTS)), None)
     for ch in text.CN_PROVINCES:
-        plate, system = text.cjk_glyph(ch, plate_face=True), text.cjk_glyph(ch)
-        assert plate.shape[0] > 0.6 * text.GLYPH_PX and system.shape[0] > 0.6 * text.GLYPH_PX
-        assert plate.shape != system.shape or not np.array_equal(plate, system)  # two faces
+        masks = [text.cjk_glyph(ch, face) for face in faces]
+        assert all(m.shape[0] > 0.6 * text.GLYPH_PX for m in masks), ch
+        ink = [int((m > 127).sum()) for m in masks[:3]]
+        assert ink[0] < ink[1] < ink[2], (ch, ink)  # Regular, Medium, Bold: heavier in turn
 
 
 def test_cjk_font_missing_is_a_clear_error(monkeypatch, tmp_path):

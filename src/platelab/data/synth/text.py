@@ -54,12 +54,15 @@ CN_LATIN_FONTS = (
     "OSP-DIN.ttf",
     "DejaVuSans-Bold.ttf",
 )
-# The provinces in a heavy Hei face, as plates print them: Noto Sans CJK SC Bold cut to the
-# CCPD province characters (fonts/README.md). The system's lighter WenQuanYi Micro Hei,
-# emboldened, is the second face.
-PLATE_CJK_FONT = PACKAGE_FONTS / "NotoSansCJKsc-Bold-provinces.otf"
-# Chinese plate strokes are up to this many pixels a side heavier at GLYPH_PX, and up to
-# half as many lighter (glyph_mask's weight).
+# The provinces in a Hei face, as plates print them: Noto Sans CJK SC cut to the CCPD
+# province characters (fonts/README.md), at three weights. The plates' strokes sit between
+# Regular and Bold (Medium is closest). The system's WenQuanYi Micro Hei, a little
+# emboldened, is one more face.
+PLATE_CJK_FONTS = tuple(
+    PACKAGE_FONTS / f"NotoSansCJKsc-{w}-provinces.otf" for w in ("Regular", "Medium", "Bold")
+)
+# Chinese plate strokes are up to this many pixels a side heavier or lighter at GLYPH_PX
+# (glyph_mask's weight).
 STROKE_PX = 2
 GLYPH_PX = 128  # glyphs are rasterised once at this size, then resized into their cells
 _BAR = np.full((4, 4), 255, np.uint8)
@@ -137,13 +140,13 @@ def plate_w(weight: int = 0) -> np.ndarray:
     return img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
-def cjk_glyph(ch: str, plate_face: bool = False, weight: int = 0) -> np.ndarray:
-    """A province character's mask: in the plate-weight face (:data:`PLATE_CJK_FONT`) or
-    in :func:`cjk_font`, emboldened (the plates' characters are heavier than its regular
-    weight); ``weight`` as in :func:`glyph_mask`."""
-    if plate_face:  # shipped in the package: a missing file is an install error, not a fallback
-        return glyph_mask(ch, PLATE_CJK_FONT, weight)
-    return glyph_mask(ch, cjk_font(), max(1, int(round(0.0225 * GLYPH_PX))) + weight)
+def cjk_glyph(ch: str, face: int | None = None, weight: int = 0) -> np.ndarray:
+    """A province character's mask in ``PLATE_CJK_FONTS[face]``, or (``None``) in
+    :func:`cjk_font` emboldened by a pixel (its strokes are lighter than Noto's Regular);
+    ``weight`` as in :func:`glyph_mask`."""
+    if face is not None:  # shipped in the package: a missing file is an install error
+        return glyph_mask(ch, PLATE_CJK_FONTS[face], weight)
+    return glyph_mask(ch, cjk_font(), 1 + weight)
 
 
 def aspect(mask: np.ndarray) -> float:
