@@ -365,3 +365,15 @@ def test_motion_blur_keeps_the_corners_of_a_tall_image(seed):
     img[275:295, 5:45] = 255
     out = effects.motion(np.random.default_rng(seed), img, 5)
     assert out[280:290, 10:40].mean() > 150 and abs(float(out.mean()) - float(img.mean())) < 1
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_sharpen_overshoots_an_edge_and_keeps_flat_areas(seed):
+    # An unsharp mask: a halo on both sides of a step, nothing changes far from it.
+    img = np.full((20, 40, 3), 60, np.uint8)
+    img[:, 20:] = 180
+    out = effects.sharpen(np.random.default_rng(seed), img)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    out = out.astype(int)
+    assert out[:, 19].max() < 60 and out[:, 20].min() > 180  # darker dark side, brighter bright
+    assert (out[:, :12] == 60).all() and (out[:, 28:] == 180).all()

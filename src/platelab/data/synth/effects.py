@@ -131,6 +131,14 @@ def motion(rng: np.random.Generator, img: np.ndarray, length: int) -> np.ndarray
     return np.ascontiguousarray(back[p : p + h, p : p + w])
 
 
+def sharpen(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
+    """The camera's own sharpening (an unsharp mask, as phone and traffic-camera image
+    processors apply before JPEG): crisp, slightly haloed edges, amplified noise."""
+    sigma, amount = rng.uniform(0.6, 1.5), rng.uniform(0.5, 2.0)
+    blurred = cv2.GaussianBlur(img, (0, 0), sigma)
+    return cv2.addWeighted(img, 1 + amount, blurred, -amount, 0)  # saturates to uint8
+
+
 def noise(rng: np.random.Generator, img: np.ndarray) -> np.ndarray:
     """Sensor noise, drawn at half resolution (demosaicing correlates neighbours),
     sometimes stronger in the dark (shot-noise-like)."""
