@@ -107,8 +107,9 @@ class _CnFace:
     def __init__(self, rng: np.random.Generator) -> None:
         self.latin = T.latin_font(T.CN_LATIN_FONTS[int(rng.integers(0, len(T.CN_LATIN_FONTS)))])
         self.weight = int(rng.integers(-T.STROKE_PX, T.STROKE_PX + 1))
-        # A Noto weight (three quarters) or WenQuanYi (the last quarter).
-        self.cjk_face = int(rng.integers(0, len(T.PLATE_CJK_FONTS) + 1))
+        # A Noto weight (three quarters) or, as None, WenQuanYi (the last quarter).
+        face = int(rng.integers(0, len(T.PLATE_CJK_FONTS) + 1))
+        self.cjk_face = face if face < len(T.PLATE_CJK_FONTS) else None
         self.bar_one = rng.random() < CN_BAR_ONE
         self.plate_w = rng.random() < CN_PLATE_W
 
@@ -118,8 +119,7 @@ class _CnFace:
         return T.glyph_mask("I" if self.bar_one and ch == "1" else ch, self.latin, self.weight)
 
     def province(self, ch: str) -> np.ndarray:
-        face = self.cjk_face if self.cjk_face < len(T.PLATE_CJK_FONTS) else None
-        return T.cjk_glyph(ch, face, self.weight)
+        return T.cjk_glyph(ch, self.cjk_face, self.weight)
 
 
 def _cn_yellow(rng: np.random.Generator, width_px: int) -> PlateImage:
