@@ -136,6 +136,17 @@ def test_plate_w_is_the_plate_typeface_w():
     assert (text.plate_w(2) > 127).sum() > m.sum() > (text.plate_w(-1) > 127).sum()
 
 
+def test_plate_g_is_the_plate_typeface_g():
+    m = text.plate_g() > 127
+    h, w = m.shape
+    assert h > 0.9 * text.GLYPH_PX and 0.45 < w / h < 0.55  # a plate cell, like "0"
+    row = m[int(0.52 * h)]  # the bar: from the right side half way in, clear of the left side
+    assert row[w // 2 : -2].all() and row[: w // 6].any() and not row[w // 4 : w * 3 // 8].any()
+    assert not m[int(0.38 * h), -w // 6 :].any()  # open at the upper right, above the bar
+    assert m[int(0.75 * h), -w // 6 :].any() and m[-3:, w // 2].any()  # closed below it
+    assert (text.plate_g(2) > 127).sum() > m.sum() > (text.plate_g(-1) > 127).sum()
+
+
 def test_every_cn_latin_font_and_province_face_draws_every_character():
     for name in text.CN_LATIN_FONTS:
         font = text.latin_font(name)

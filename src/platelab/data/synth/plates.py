@@ -36,9 +36,10 @@ from platelab.errors import PlatelabError
 # Chinese plates keep CCPD covered; EU-style and US plates cover the many countries of
 # photo collections such as Kaggle's and US traffic.
 STYLE_WEIGHTS = {"cn_blue": 0.3, "cn_green": 0.1, "cn_yellow": 0.05, "eu": 0.33, "us": 0.22}
-# Shares of Chinese plates whose "1" (a plain stroke) and "W" are the real typeface's.
+# Shares of Chinese plates whose "1" (a plain stroke), "W" and "G" are the real typeface's.
 CN_BAR_ONE = 0.7
 CN_PLATE_W = 0.6
+CN_PLATE_G = 0.6
 
 
 def render_plate(style: str, rng: np.random.Generator, width_px: int) -> PlateImage:
@@ -102,7 +103,8 @@ class _CnFace:
     """The typeface of one Chinese plate, drawn at random: a Latin font for letters and
     digits, a stroke weight, the province's face, whether ``1`` is the plain vertical
     stroke (no flag, no foot) of the plate typeface, drawn as the font's ``I``, and
-    whether ``W`` is the plate typeface's (:func:`.text.plate_w`)."""
+    whether ``W`` and ``G`` are the plate typeface's (:func:`.text.plate_w`,
+    :func:`.text.plate_g`)."""
 
     def __init__(self, rng: np.random.Generator) -> None:
         self.latin = T.latin_font(T.CN_LATIN_FONTS[int(rng.integers(0, len(T.CN_LATIN_FONTS)))])
@@ -112,10 +114,13 @@ class _CnFace:
         self.cjk_face = face if face < len(T.PLATE_CJK_FONTS) else None
         self.bar_one = rng.random() < CN_BAR_ONE
         self.plate_w = rng.random() < CN_PLATE_W
+        self.plate_g = rng.random() < CN_PLATE_G
 
     def glyph(self, ch: str) -> np.ndarray:
         if ch == "W" and self.plate_w:
             return T.plate_w(self.weight)
+        if ch == "G" and self.plate_g:
+            return T.plate_g(self.weight)
         return T.glyph_mask("I" if self.bar_one and ch == "1" else ch, self.latin, self.weight)
 
     def province(self, ch: str) -> np.ndarray:

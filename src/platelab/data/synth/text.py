@@ -119,25 +119,52 @@ def glyph_mask(ch: str, font_path: Path, weight: int = 0) -> np.ndarray:
     return arr[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
 
 
+def _stroke_glyph(paths: list[np.ndarray], weight: int, flat_top: bool = False) -> np.ndarray:
+    """A glyph drawn as strokes 11% of :data:`GLYPH_PX` thick (the Chinese plate typeface's
+    weight) along ``paths`` (``(x, y)`` points as shares of a ``0.5 * GLYPH_PX`` wide,
+    ``GLYPH_PX`` tall cell); ``flat_top`` cuts the strokes' ends flat at the top."""
+    h = GLYPH_PX
+    w = int(round(0.5 * h))
+    pad = 10
+    img = np.zeros((h + 2 * pad, w + 2 * pad), np.uint8)
+    shift = 4  # sub-pixel vertices
+    thick = max(1, int(round(0.11 * h)) + 2 * weight)
+    for pts in paths:
+        xy = np.round((pts * (w, h) + pad) * (1 << shift)).astype(np.int32)
+        cv2.polylines(img, [xy], False, 255, thick, cv2.LINE_AA, shift)
+    if flat_top:
+        img[: pad + thick // 4] = 0
+    ys, xs = np.nonzero(img)
+    return img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+
+
 @functools.lru_cache(maxsize=16)
 def plate_w(weight: int = 0) -> np.ndarray:
     """The ``W`` of the Chinese plate typeface (GA 36), which no free font draws: outer
     strokes almost upright, pointed feet, the middle apex at a third of the height
     (a font's ``W`` slants its outer strokes, and blurred it reads as ``H`` or ``N``).
-    Drawn as strokes 11% of the height thick, like the face's; ``weight`` as in
-    :func:`glyph_mask`."""
-    h = GLYPH_PX
-    w = int(round(0.5 * h))
+    ``weight`` as in :func:`glyph_mask`."""
     pts = np.array([(0.04, 0.0), (0.25, 1.0), (0.5, 0.34), (0.75, 1.0), (0.96, 0.0)])
-    pad = 10
-    img = np.zeros((h + 2 * pad, w + 2 * pad), np.uint8)
-    shift = 4  # sub-pixel vertices
-    xy = np.round((pts * (w, h) + pad) * (1 << shift)).astype(np.int32)
-    thick = max(1, int(round(0.11 * h)) + 2 * weight)
-    cv2.polylines(img, [xy], False, 255, thick, cv2.LINE_AA, shift)
-    img[: pad + thick // 4] = 0  # the ends are cut flat at the top, not rounded
-    ys, xs = np.nonzero(img)
-    return img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    return _stroke_glyph([pts], weight, flat_top=True)
+
+
+@functools.lru_cache(maxsize=16)
+def plate_g(weight: int = 0) -> np.ndarray:
+    """The ``G`` of the Chinese plate typeface: the ``0``'s rounded outline opened at the
+    upper right, and a bar from the right side half way in at mid-height. The free
+    fonts' ``G`` has a short spur instead, so the plate's ``G`` read as ``6``.
+    ``weight`` as in :func:`glyph_mask`."""
+    t = 0.11 / 0.5  # the stroke as a share of the cell's width
+    r, cx = (1 - t) / 2, 0.5  # the centre line's radius, in widths
+    aspect = 2.0  # the cell is twice as tall as wide: y shares are x shares / 2
+    top, bottom = (t / 2 + r) / aspect, 1 - (t / 2 + r) / aspect
+    arc = np.radians(np.linspace(25, 180, 24))  # from the opening over the top, y up
+    upper = np.stack([cx + r * np.cos(arc), top - r * np.sin(arc) / aspect], 1)
+    arc = np.radians(np.linspace(180, 360, 24))
+    lower = np.stack([cx + r * np.cos(arc), bottom - r * np.sin(arc) / aspect], 1)
+    right = cx + r
+    bar = np.array([(right, 0.52), (0.5, 0.52)])
+    return _stroke_glyph([np.concatenate([upper, lower, [(right, 0.52)]]), bar], weight)
 
 
 def cjk_glyph(ch: str, face: int | None = None, weight: int = 0) -> np.ndarray:
