@@ -19,7 +19,7 @@ import numpy as np
 from platelab.data.imageio import read_image
 from platelab.data.sources.ccpd import parse_ccpd_name
 from platelab.data.synth import crops
-from platelab.geometry import warp_quad
+from platelab.geometry import CROP_SIZE, warp_quad
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
 
@@ -48,14 +48,13 @@ def main() -> None:
     if ccpd:
         cut = [
             warp_quad(
-                read_image(f), np.array(parse_ccpd_name(f.name).corners, np.float64), (128, 32)
+                read_image(f), np.array(parse_ccpd_name(f.name).corners, np.float64), CROP_SIZE
             )
             for f in ccpd
         ]
         report("real ccpd_base (cut by corners)", [sharpness(c) for c in cut])
-    cfg = crops.CropConfig(styles={"cn_blue": 1.0})
     for p_sharp in (0.0, crops.SHARPEN_P):
-        crops.SHARPEN_P = p_sharp
+        cfg = crops.CropConfig(styles={"cn_blue": 1.0}, sharpen_p=p_sharp)
         values = [sharpness(crops.render_crop((11, i), cfg).image) for i in range(args.n)]
         report(f"synthetic cn_blue, sharpen p={p_sharp}", values)
 

@@ -49,7 +49,7 @@ from platelab.geometry import CROP_SIZE, warp_quad
 CROP_STYLE_WEIGHTS = {"cn_blue": 0.35, "cn_green": 0.2, "cn_yellow": 0.12, "eu": 0.18, "us": 0.15}
 # Share of crops the camera sharpens: without it the rendered crops were softer than real
 # CCPD ones (benchmarks/crop_sharpness.py: median Laplacian-to-contrast ratio at 94x24,
-# synthetic 1.11, real 1.36-1.64).
+# synthetic 1.07, real 1.36-1.64).
 SHARPEN_P = 0.6
 LABELS_NAME = "labels.csv"
 LABEL_COLUMNS = ["image", "text", "style", "rows", "row_split", "split"]
@@ -70,6 +70,7 @@ class CropConfig:
         box_p: share of crops cut as the upright box around the tilted plate plus a
             margin (the layout of LPRNet-style crop folders, cut from a detector's
             box) instead of straightened by its corners.
+        sharpen_p: share of degraded crops the camera sharpens (:data:`SHARPEN_P`).
     """
 
     size: tuple[int, int] = CROP_SIZE
@@ -78,6 +79,7 @@ class CropConfig:
     jitter: tuple[float, float] = (0.03, 0.08)
     degrade: bool = True
     box_p: float = 0.3
+    sharpen_p: float = SHARPEN_P
 
 
 @dataclass
@@ -113,7 +115,7 @@ def render_crop(rng_or_seed, config: CropConfig | None = None) -> PlateCrop:
     img = _surround(rng, w, h, quad)
     warp_into(img, plate.rgb, plate.alpha, plate_homography(pw, ph, quad))
     if cfg.degrade:
-        img = _camera(rng, img, ph)
+        img = _camera(rng, img, ph, cfg.sharpen_p)
         quad = quad + _corner_jitter(rng, quad, cfg.jitter)
     if boxed:
         quad = _box_around(rng, quad, img.shape[1], img.shape[0])
@@ -174,8 +176,11 @@ def _dirt(rng: np.random.Generator, rgb: np.ndarray) -> None:
     rgb[:] = (rgb * (1 - a) + mud * a).astype(np.uint8)
 
 
-def _camera(rng: np.random.Generator, img: np.ndarray, plate_h: int) -> np.ndarray:
-    """Light and camera, with blur sizes relative to the plate's height in pixels."""
+def _camera(
+    rng: np.random.Generator, img: np.ndarray, plate_h: int, sharpen_p: float
+) -> np.ndarray:
+    """Light and camera, with blur sizes relative to the plate's height in pixels; the
+    camera sharpens with probability ``sharpen_p``."""
     k = plate_h / 40  # blur and motion scale with the plate
     if rng.random() < 0.6:
         img = effects.lighting(rng, img)
@@ -203,7 +208,7 @@ def _camera(rng: np.random.Generator, img: np.ndarray, plate_h: int) -> np.ndarr
         img = effects.low_res(rng, img)
     if rng.random() < 0.6:
         img = effects.noise(rng, img)
-    if rng.random() < SHARPEN_P:
+    if rng.random() < sharpen_p:
         img = effects.sharpen(rng, img)
     if rng.random() < 0.5:
         img = effects.jpeg(rng, img)

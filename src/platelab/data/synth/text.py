@@ -162,9 +162,9 @@ def plate_g(weight: int = 0) -> np.ndarray:
     upper = np.stack([cx + r * np.cos(arc), top - r * np.sin(arc) / aspect], 1)
     arc = np.radians(np.linspace(180, 360, 24))
     lower = np.stack([cx + r * np.cos(arc), bottom - r * np.sin(arc) / aspect], 1)
-    right = cx + r
-    bar = np.array([(right, 0.52), (0.5, 0.52)])
-    return _stroke_glyph([np.concatenate([upper, lower, [(right, 0.52)]]), bar], weight)
+    right, mid = cx + r, 0.52  # the outline climbs the right side to the bar at ``mid``
+    outline = np.concatenate([upper, lower, [(right, mid)]])
+    return _stroke_glyph([outline, np.array([(right, mid), (0.5, mid)])], weight)
 
 
 def cjk_glyph(ch: str, face: int | None = None, weight: int = 0) -> np.ndarray:
