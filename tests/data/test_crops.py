@@ -19,7 +19,7 @@ from platelab.data.prepare import PrepareConfig, prepare
 from platelab.data.sources.ccpd import parse_ccpd_name
 from platelab.data.sources.crops import text_from_name
 from platelab.data.synth import generate
-from platelab.data.synth.crops import LABEL_COLUMNS, CropConfig, render_crop
+from platelab.data.synth.crops import LABEL_COLUMNS, CropConfig, _box_around, render_crop
 from platelab.errors import PlatelabError
 from platelab.geometry import CROP_SIZE
 
@@ -46,6 +46,27 @@ def test_two_line_yellow_crops_are_rendered():
     two = [c for c in crops if c.rows == 2]
     assert two and len(two) < len(crops)
     assert all(len(c.text) == 7 and c.row_split == pytest.approx(0.4) for c in two)
+
+
+def test_box_crops_cut_into_one_row_plates_only_within_their_bounds():
+    # A 200 x 50 plate's upright box, far from the image edges: each side moves out by
+    # -7%..10% of the width (-14 .. +20 px) or -8%..25% of the height (-4 .. +12.5 px);
+    # a two-row plate's top and bottom are never cut.
+    quad = np.array([[300, 300], [500, 300], [500, 350], [300, 350]], np.float64)
+    rng = np.random.default_rng(0)
+    one = np.array([_box_around(rng, quad, 1000, 1000) for _ in range(2000)])
+    two = np.array([_box_around(rng, quad, 1000, 1000, rows=2) for _ in range(2000)])
+    for boxes, cut in ((one, 4.0), (two, 0.0)):
+        x0, y0, x1, y1 = boxes[:, 0, 0], boxes[:, 0, 1], boxes[:, 2, 0], boxes[:, 2, 1]
+        assert np.all((x0 >= 280) & (x0 <= 314) & (x1 >= 486) & (x1 <= 520))
+        assert np.all((y0 >= 287.5) & (y0 <= 300 + cut) & (y1 >= 350 - cut) & (y1 <= 362.5))
+        assert np.all(boxes[:, 1] == np.stack([x1, y0], 1))  # upright: TL, TR, BR, BL
+    x0, y0 = one[:, 0, 0], one[:, 0, 1]
+    assert 0.33 < np.mean(x0 > 300) < 0.5  # 7 of the 17 points of the range cut in
+    assert 0.15 < np.mean(y0 > 300) < 0.3  # 8 of 33
+    # The image's edges bound the box.
+    edge = _box_around(rng, quad - 300, 1000, 1000)
+    assert edge[0, 0] >= 0 and edge[0, 1] >= 0
 
 
 def test_synth_crops_are_named_by_text_and_independent_of_workers(tmp_path):

@@ -2,15 +2,17 @@
 
 :func:`render_crop` renders one crop the way a real one comes to be:
 
-1. a plate of any style (:func:`.plates.render_plate`, two-line plates included), 40 to
-   300 pixels wide, sometimes dirty (smudges, a dark film);
+1. a plate of any style (:func:`.plates.render_plate`, two-line plates included), 56 to
+   320 pixels wide, sometimes dirty (smudges, a dark film);
 2. posed in a small "photo": perspective, rotation, on a car-paint surround with a
    holder and bumper edges;
 3. photographed: uneven light, shadows, white balance, over- or under-exposure, night,
    haze, defocus or motion blur, a low-resolution sensor, noise and JPEG;
-4. cut out with :func:`platelab.geometry.warp_quad` from corners JITTERED by a few per
-   cent of the plate's width and height (a detector's corners are never exact), into
-   :data:`platelab.geometry.CROP_SIZE`.
+4. cut out with :func:`platelab.geometry.warp_quad` into
+   :data:`platelab.geometry.CROP_SIZE`, from corners jittered by a few per cent of the
+   plate's width and height (a detector's corners are never exact) or, for half the
+   crops (``box_p``), as the upright box around the tilted plate, its sides a little out
+   or in (the LPRNet layout).
 
 :func:`generate_crops` writes many in parallel (``platelab data synth OUT --formats crops``)::
 
@@ -67,9 +69,9 @@ class CropConfig:
         plate_px: smallest and largest plate width in the photo, pixels (log-uniform).
         jitter: largest corner error as a share of the plate's ``(width, height)``.
         degrade: apply the camera effects (False: a clean, straight plate).
-        box_p: share of crops cut as the upright box around the tilted plate plus a
-            margin (the layout of LPRNet-style crop folders, cut from a detector's
-            box) instead of straightened by its corners.
+        box_p: share of crops cut as the upright box around the tilted plate, its sides
+            a little out or in (the layout of LPRNet-style crop folders, cut from an
+            annotation's or a detector's box) instead of straightened by its corners.
         sharpen_p: share of degraded crops the camera sharpens (:data:`SHARPEN_P`).
     """
 
@@ -78,7 +80,7 @@ class CropConfig:
     plate_px: tuple[float, float] = (56.0, 320.0)
     jitter: tuple[float, float] = (0.03, 0.08)
     degrade: bool = True
-    box_p: float = 0.3
+    box_p: float = 0.5
     sharpen_p: float = SHARPEN_P
 
 
@@ -118,7 +120,7 @@ def render_crop(rng_or_seed, config: CropConfig | None = None) -> PlateCrop:
         img = _camera(rng, img, ph, cfg.sharpen_p)
         quad = quad + _corner_jitter(rng, quad, cfg.jitter)
     if boxed:
-        quad = _box_around(rng, quad, img.shape[1], img.shape[0])
+        quad = _box_around(rng, quad, img.shape[1], img.shape[0], plate.rows)
     crop = warp_quad(img, quad, cfg.size)
     return PlateCrop(crop, plate.text, style, plate.rows, plate.row_split)
 
@@ -215,19 +217,24 @@ def _camera(
     return img
 
 
-def _box_around(rng: np.random.Generator, quad: np.ndarray, w: int, h: int) -> np.ndarray:
-    """The upright box around ``quad`` grown by a random margin (up to 12% of its width,
-    25% of its height), inside the ``w x h`` image, as a TL, TR, BR, BL quad."""
+def _box_around(
+    rng: np.random.Generator, quad: np.ndarray, w: int, h: int, rows: int = 1
+) -> np.ndarray:
+    """The upright box around ``quad``, each side moved out by its own margin, inside the
+    ``w x h`` image, as a TL, TR, BR, BL quad.
+
+    A side's margin is drawn from -7% to 10% of the plate's width (left, right) or -8% to
+    25% of its height (top, bottom; never negative on a two-row plate, whose small top
+    row sits near the edge): a negative margin cuts into the plate, as a tight annotation
+    or a detector's box does. LPRNet-style crops of CCPD cut the border and, now and
+    then, the edge of the first or last character; -7% reaches a third of the way into
+    a Chinese plate's first or last character (its cell starts 3.5% in, 10% wide).
+    """
     (x0, y0), (x1, y1) = quad.min(0), quad.max(0)
-    mx, my = rng.uniform(0, 0.12) * (x1 - x0), rng.uniform(0, 0.25) * (y1 - y0)
-    x0, x1 = (
-        max(0.0, x0 - mx * rng.uniform(0.5, 1.5)),
-        min(float(w), x1 + mx * rng.uniform(0.5, 1.5)),
-    )
-    y0, y1 = (
-        max(0.0, y0 - my * rng.uniform(0.5, 1.5)),
-        min(float(h), y1 + my * rng.uniform(0.5, 1.5)),
-    )
+    dx0, dx1 = rng.uniform(-0.07, 0.10, 2) * (x1 - x0)
+    dy0, dy1 = rng.uniform(-0.08 if rows == 1 else 0.0, 0.25, 2) * (y1 - y0)
+    x0, x1 = max(0.0, x0 - dx0), min(float(w), x1 + dx1)
+    y0, y1 = max(0.0, y0 - dy0), min(float(h), y1 + dy1)
     return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
 
 
