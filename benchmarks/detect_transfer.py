@@ -5,11 +5,13 @@ prepares them at one canvas, trains ``task=detect`` for a fixed number of epochs
 (a fixed epoch count, not a wall-clock budget, so a busy machine gives the same
 model; the default is about 30 minutes of training on 2 idle cores), then
 evaluates the best checkpoint with ``platelab eval``'s code on the real samples in
-../shared/data/real (kaggle_voc, ccpd_base), prepared at the same canvas. Figures
-are in the photos' own pixels. Each stage is skipped when its output is already
+../shared/data/real (kaggle_voc, ccpd_base), prepared at the same canvas (or at the
+canvases of ``--eval-size``: a detector runs at any canvas). Figures are in the
+photos' own pixels. Each stage is skipped when its output is already
 there (re-run it to evaluate again), so an interrupted run continues.
 
     python benchmarks/detect_transfer.py --out runs/detect_transfer
+    python benchmarks/detect_transfer.py --out runs/detect_transfer --eval-size 320x240,640x480
 """
 
 from __future__ import annotations
@@ -72,8 +74,11 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
     p.add_argument("--no-ema", action="store_true", help="evaluate the raw weights")
+    p.add_argument("--eval-size", default=None,
+                   help="canvases to evaluate the real photos at, comma-separated (default: --size)")  # fmt: skip
     args = p.parse_args()
     w, h = parse_size(args.size)
+    eval_sizes = [parse_size(v) for v in (args.eval_size or args.size).split(",")]
     cores = os.cpu_count() or 1
     args.out.mkdir(parents=True, exist_ok=True)
     synth, dataset, run = args.out / "synth", args.out / "dataset", args.out / "run"
@@ -112,14 +117,18 @@ def main() -> None:
 
     from platelab.eval.evaluate import evaluate_checkpoint
 
-    print("".join(f"{c:>12}" for c in ("set", *COLUMNS)))
-    for name, real in prepare_real(args.real, args.out / "real", (w, h), cores).items():
-        ckpt = run if args.checkpoint == "best" else run / LAST
-        m = evaluate_checkpoint(
-            ckpt, real, "all", args.out / f"eval_{name}", batch_size=8, ema=not args.no_ema
-        ).metrics
-        results["real"][name] = {c: round(float(m.get(c, float("nan"))), 3) for c in COLUMNS}
-        print(f"{name:>12}" + "".join(f"{float(m.get(c, float('nan'))):>12.3f}" for c in COLUMNS))
+    print("".join(f"{c:>16}" for c in ("set", *COLUMNS)))
+    ckpt = run if args.checkpoint == "best" else run / LAST
+    for ew, eh in eval_sizes:
+        tag = "" if (ew, eh) == (w, h) else f"_{ew}x{eh}"  # the training canvas: plain names
+        for name, real in prepare_real(args.real, args.out / f"real{tag}", (ew, eh), cores).items():
+            m = evaluate_checkpoint(ckpt, real, "all", args.out / f"eval_{name}{tag}",
+                                    batch_size=8, ema=not args.no_ema).metrics  # fmt: skip
+            key = name + tag.replace("_", "@")
+            results["real"][key] = {c: round(float(m.get(c, float("nan"))), 3) for c in COLUMNS}
+            print(
+                f"{key:>16}" + "".join(f"{float(m.get(c, float('nan'))):>16.3f}" for c in COLUMNS)
+            )
     (args.out / "detect_transfer.json").write_text(json.dumps(results, indent=2))
     print(f"galleries and detect_transfer.json in {args.out}")
 
