@@ -120,11 +120,14 @@ def main() -> None:
     print("".join(f"{c:>16}" for c in ("set", *COLUMNS)))
     ckpt = run if args.checkpoint == "best" else run / LAST
     for ew, eh in eval_sizes:
-        tag = "" if (ew, eh) == (w, h) else f"_{ew}x{eh}"  # the training canvas: plain names
-        for name, real in prepare_real(args.real, args.out / f"real{tag}", (ew, eh), cores).items():
-            m = evaluate_checkpoint(ckpt, real, "all", args.out / f"eval_{name}{tag}",
+        other = (ew, eh) != (w, h)  # the training canvas keeps the plain names
+        suffix = f"_{ew}x{eh}" if other else ""
+        for name, real in prepare_real(
+            args.real, args.out / f"real{suffix}", (ew, eh), cores
+        ).items():
+            m = evaluate_checkpoint(ckpt, real, "all", args.out / f"eval_{name}{suffix}",
                                     batch_size=8, ema=not args.no_ema).metrics  # fmt: skip
-            key = name + tag.replace("_", "@")
+            key = f"{name}@{ew}x{eh}" if other else name
             results["real"][key] = {c: round(float(m.get(c, float("nan"))), 3) for c in COLUMNS}
             print(
                 f"{key:>16}" + "".join(f"{float(m.get(c, float('nan'))):>16.3f}" for c in COLUMNS)

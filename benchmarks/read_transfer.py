@@ -3,8 +3,8 @@
 Renders synthetic plate crops (``platelab data synth --formats crops``), prepares
 them, trains ``task=read`` for a fixed number of epochs (a fixed epoch count, not a
 wall-clock budget, so a busy machine gives the same model; the defaults are the
-shipped reader's recipe, 8 epochs at lr 2e-3 in bf16 autocast: 26 minutes of
-training on 2 cores of this machine, inside the issue's 30-minute budget), then
+shipped reader's recipe, 8 epochs at lr 2e-3 in bf16 autocast: 24 to 27 minutes
+of training on 2 cores of this machine, inside the issue's 30-minute budget), then
 evaluates with ``platelab eval``'s code on the real samples in ../shared/data/real:
 
 * ``ocr_crops``: 100 CCPD plate crops, the text in the file name (LPRNet layout);
