@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from platelab.tasks.detect_ops import (
     PostprocessConfig,
     assign,
     cluster_nms,
+    overlapping_cells,
     pairwise_iou,
     postprocess,
 )
@@ -127,6 +129,27 @@ def test_postprocess_threshold_nms_order_and_padding():
     assert out["boxes"][0, 2].tolist() == [0, 0, 0, 0]
 
 
+def test_postprocess_votes_boxes_and_corners_by_score():
+    boxes = [
+        [0, 0, 10, 10],  # 0.6, kept
+        [2, 0, 12, 10],  # 0.2, IoU 8/12 = 0.67 with the first: suppressed, votes
+        [50, 50, 60, 60],  # 0.5, kept, alone
+        [5, 0, 15, 10],  # 0.2, IoU 5/15 = 0.33 with the first: too far to vote
+    ]
+    corners = torch.zeros(4, 4, 2)
+    corners[1] += 8.0
+    cfg = PostprocessConfig(conf=0.1, iou=0.3, max_det=2, pre_nms=10, vote_iou=0.6)
+    out = postprocess(_outputs(boxes, [0.6, 0.2, 0.5, 0.2], corners), cfg)
+    assert out["num"].tolist() == [2]
+    # (0.6 * [0, 0, 10, 10] + 0.2 * [2, 0, 12, 10]) / 0.8; corners (0.2 * 8) / 0.8 = 2
+    torch.testing.assert_close(out["boxes"][0, 0], torch.tensor([0.5, 0.0, 10.5, 10.0]))
+    torch.testing.assert_close(out["corners"][0, 0], torch.full((4, 2), 2.0))
+    assert out["boxes"][0, 1].tolist() == [50, 50, 60, 60]  # its own box, voted alone
+    torch.testing.assert_close(out["scores"][0], torch.tensor([0.6, 0.5]))  # scores unchanged
+    plain = postprocess(_outputs(boxes, [0.6, 0.2, 0.5, 0.2], corners), replace(cfg, vote_iou=0))
+    assert plain["boxes"][0, 0].tolist() == [0, 0, 10, 10]
+
+
 def test_postprocess_pads_when_fewer_locations_than_max_det():
     out = postprocess(_outputs([[0, 0, 4, 4]], [0.9]), PostprocessConfig(max_det=5))
     assert out["boxes"].shape == (1, 5, 4) and out["num"].tolist() == [1]
@@ -140,6 +163,48 @@ def test_loss_is_finite_without_plates_and_reaches_every_parameter():
     assert torch.isfinite(terms["loss"]) and terms["loss_box"] == 0
     terms["loss"].backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_overlapping_cells_by_hand():
+    points = torch.tensor([[4.0, 4.0], [12.0, 4.0], [20.0, 4.0], [8.0, 8.0]])
+    strides = torch.tensor([8.0, 8.0, 8.0, 16.0])
+    # x in (9, 14): the cell [8, 16] and the stride-16 cell [0, 16]; not [0, 8] nor [16, 24]
+    hit = overlapping_cells(points, strides, torch.tensor([[9.0, 1.0, 14.0, 5.0]]))
+    assert hit.tolist() == [False, True, False, True]
+
+
+def _scored(logits, boxes, points, strides):
+    n = len(points)
+    outputs = {
+        "logits": torch.tensor([logits], dtype=torch.float32),
+        "boxes_xyxy": torch.tensor(boxes, dtype=torch.float32).expand(1, n, 4),
+        "corners": torch.zeros(1, n, 4, 2),
+        "points": points,
+        "strides": strides,
+    }
+    return outputs
+
+
+def test_loss_ignores_plates_narrower_than_ignore_below():
+    points = torch.tensor([[4.0, 4.0], [12.0, 4.0], [20.0, 4.0], [8.0, 8.0]])
+    strides = torch.tensor([8.0, 8.0, 8.0, 16.0])
+    tiny = {"boxes_xyxy": [torch.tensor([[9.0, 1.0, 14.0, 5.0]])],
+            "corners": [torch.full((1, 4, 2), float("nan"))]}  # fmt: skip
+    zero = _scored([0.0] * 4, [0, 0, 1, 1], points, strides)
+    # logit 0: p = 0.5, target 0, so each counted location adds ln(2) * 0.5^2; no positive
+    # plate leaves n_pos at 1. Ignored, the plate's 2 cells drop out: 2 * ln 2 / 4.
+    ignored = DetectionLoss(ignore_below=8.0)(zero, tiny)
+    assert ignored["loss_cls"].item() == pytest.approx(2 * math.log(2) / 4)
+    assert ignored["loss_box"].item() == 0.0  # and it is not learned either
+    learned = DetectionLoss()(zero, tiny)  # 5 px >= 0: the plate is a positive
+    assert learned["loss_box"].item() > 0
+    # the ignored cells' scores do not change the loss; the others' do
+    hot = _scored([0.0, 5.0, 0.0, 5.0], [0, 0, 1, 1], points, strides)
+    assert DetectionLoss(ignore_below=8.0)(hot, tiny)["loss_cls"] == ignored["loss_cls"]
+    hot_bg = _scored([5.0, 0.0, 0.0, 0.0], [0, 0, 1, 1], points, strides)
+    assert DetectionLoss(ignore_below=8.0)(hot_bg, tiny)["loss_cls"] > ignored["loss_cls"]
+    with pytest.raises(ValueError, match="ignore_below"):
+        DetectionLoss(ignore_below=-1.0)
 
 
 def _two_plate_image():

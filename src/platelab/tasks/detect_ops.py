@@ -83,6 +83,16 @@ def assign(points: Tensor, strides: Tensor, boxes_xyxy: Tensor) -> Assignment:
     return Assignment(gt_index)
 
 
+def overlapping_cells(points: Tensor, strides: Tensor, boxes_xyxy: Tensor) -> Tensor:
+    """``[N]`` bool: the locations whose cell (``stride`` wide, centred on the point)
+    overlaps any of ``boxes_xyxy`` ``[M, 4]``."""
+    half = strides[:, None] / 2
+    x, y = points[:, 0:1], points[:, 1:2]
+    x0, y0, x1, y1 = boxes_xyxy.T[:, None, :].unbind(0)
+    hit = (x + half > x0) & (x - half < x1) & (y + half > y0) & (y - half < y1)
+    return hit.any(dim=1)
+
+
 class DetectionLoss(nn.Module):
     """Classification + box + corner loss over every location of a batch.
 
@@ -95,6 +105,13 @@ class DetectionLoss(nn.Module):
     * ``loss_corners``: smooth-L1 of the corner error in strides, over positives whose
       plate has corners.
 
+    Plates narrower than ``ignore_below`` canvas pixels are neither learned nor
+    punished (COCO's ``iscrowd``, YOLO's ignore regions): no location is assigned to
+    them, and every location whose cell overlaps one is left out of the classification
+    term. Shrunk to a canvas, a far plate can be 3 px wide and 1 px tall: learning it
+    teaches the model to fire on any small bright blob (tail lights, badges, text),
+    and calling it background teaches it to miss plates.
+
     Each term is divided by the number of positives in the batch (at least 1). The
     terms other than ``loss`` are detached and unweighted, for logging.
     """
@@ -105,26 +122,36 @@ class DetectionLoss(nn.Module):
         box_weight: float = 2.0,
         corner_weight: float = 1.0,
         cls_loss: str = "qfl",
+        ignore_below: float = 0.0,
     ) -> None:
         super().__init__()
         if cls_loss not in ("qfl", "focal"):
             raise ValueError(f"cls_loss must be 'qfl' or 'focal', got {cls_loss!r}")
+        if ignore_below < 0:
+            raise ValueError(f"ignore_below must be >= 0, got {ignore_below}")
         self.cls_weight, self.box_weight, self.corner_weight = cls_weight, box_weight, corner_weight
         self.cls_loss = cls_loss
+        self.ignore_below = ignore_below
 
     def forward(self, outputs: dict[str, Tensor], targets: dict) -> dict[str, Tensor]:
         logits = outputs["logits"].float()
         boxes, corners = outputs["boxes_xyxy"].float(), outputs["corners"].float()
         points, strides = outputs["points"], outputs["strides"]
         cls_target = torch.zeros_like(logits)
+        cls_mask = torch.ones_like(logits)
         pos_pred, pos_gt, pos_corner_pred, pos_corner_gt, pos_stride = [], [], [], [], []
         for i, (gt_boxes, gt_corners) in enumerate(
             zip(targets["boxes_xyxy"], targets["corners"], strict=True)
         ):
             gt_boxes = gt_boxes.to(logits.device, torch.float32).reshape(-1, 4)
             gt_corners = gt_corners.to(logits.device, torch.float32).reshape(-1, 4, 2)
+            tiny = (gt_boxes[:, 2] - gt_boxes[:, 0]) < self.ignore_below
+            if tiny.any():
+                cls_mask[i, overlapping_cells(points, strides, gt_boxes[tiny])] = 0.0
+                gt_boxes, gt_corners = gt_boxes[~tiny], gt_corners[~tiny]
             a = assign(points, strides, gt_boxes)
             pos = a.positive
+            cls_mask[i, pos] = 1.0  # a plate's own locations are never ignored
             if not pos.any():
                 continue
             matched = a.gt_index[pos]
@@ -142,9 +169,10 @@ class DetectionLoss(nn.Module):
         if self.cls_loss == "qfl":
             p = torch.sigmoid(logits)
             bce = F.binary_cross_entropy_with_logits(logits, cls_target, reduction="none")
-            loss_cls = (bce * (p - cls_target).abs().pow(2)).sum() / n_pos
+            loss_cls = (bce * (p - cls_target).abs().pow(2) * cls_mask).sum() / n_pos
         else:
-            loss_cls = sigmoid_focal_loss(logits, cls_target, reduction="sum") / n_pos
+            focal = sigmoid_focal_loss(logits, cls_target, reduction="none")
+            loss_cls = (focal * cls_mask).sum() / n_pos
         if pos_pred:
             pb, gb = torch.cat(pos_pred), torch.cat(pos_gt)
             loss_box = generalized_box_iou_loss(pb, gb, reduction="sum") / n_pos
@@ -215,15 +243,40 @@ def cluster_nms(boxes: Tensor, valid: Tensor, iou_threshold: float, iterations: 
     return keep
 
 
+def vote(boxes: Tensor, values: Tensor, scores: Tensor, iou_threshold: float):
+    """Score-weighted means over overlapping candidates: ``(boxes', values')``.
+
+    Args:
+        boxes: ``[B, K, 4]`` candidates.
+        values: ``[B, K, D]`` what else each candidate predicts (the flat corners).
+        scores: ``[B, K]`` the weights.
+        iou_threshold: candidate ``j`` votes for ``i`` when ``IoU(i, j) >= iou_threshold``.
+    """
+    k = boxes.shape[1]
+    self_vote = torch.eye(k, dtype=torch.bool, device=boxes.device)  # a degenerate box too
+    near = (pairwise_iou(boxes, boxes) >= iou_threshold) | self_vote
+    w = near.to(scores.dtype) * scores[:, None, :].clamp(min=1e-6)
+    total = w.sum(dim=2, keepdim=True)
+    return (w @ boxes.to(w.dtype)) / total, (w @ values.to(w.dtype)) / total
+
+
 @dataclass(frozen=True)
 class PostprocessConfig:
-    """Decode settings: what an exported graph bakes in and eval/predict pass."""
+    """Decode settings: what an exported graph bakes in and eval/predict pass.
+
+    ``vote_iou`` > 0 turns on box and corner voting (Gidaris & Komodakis 2015): each
+    kept plate's box and corners become the score-weighted mean of every candidate's
+    whose box overlaps it by at least ``vote_iou`` (its own included), so the
+    neighbouring locations that also saw the plate refine it instead of being thrown
+    away. 0 keeps the top location's own box and corners.
+    """
 
     conf: float = 0.25
     iou: float = 0.5
     max_det: int = 50
     pre_nms: int = 200
     nms_iterations: int = 8
+    vote_iou: float = 0.0
 
 
 def postprocess(outputs: dict[str, Tensor], cfg: PostprocessConfig) -> dict[str, Tensor]:
@@ -243,6 +296,8 @@ def postprocess(outputs: dict[str, Tensor], cfg: PostprocessConfig) -> dict[str,
     boxes = outputs["boxes_xyxy"].gather(1, idx[..., None].expand(-1, -1, 4))
     corners = outputs["corners"].flatten(2).gather(1, idx[..., None].expand(-1, -1, 8))
     keep = cluster_nms(boxes, top > cfg.conf, cfg.iou, cfg.nms_iterations)
+    if cfg.vote_iou > 0:
+        boxes, corners = vote(boxes, corners, top, cfg.vote_iou)
     ranked = torch.where(keep, top, top - 2.0)  # kept first, each group by score
     m = min(cfg.max_det, k)
     _, order = ranked.topk(m, dim=1)
