@@ -76,6 +76,32 @@ def test_scene_geometry(index):
             assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1]
 
 
+def _corner_skew(lean_std, monkeypatch, n=2000):
+    """The posed TL corner's angle minus 90 degrees, for a plate slot on a car (the car's
+    span is 5x the plate's, so the perspective barely bends the plate)."""
+    from platelab.data.synth import scenes
+    from platelab.data.synth.compose import apply_h
+
+    monkeypatch.setattr(scenes, "LEAN_STD", lean_std)
+    rng = np.random.default_rng(0)
+    quad = np.array([[240, 300], [360, 300], [360, 340], [240, 340]], np.float64)
+    skew = []
+    for _ in range(n):
+        c = apply_h(scenes._pose(rng, (300, 320), 1.0, (600, 400)), quad)
+        top, left = c[1] - c[0], c[3] - c[0]
+        skew.append(np.degrees(np.arctan2(left[1], left[0]) - np.arctan2(top[1], top[0])) - 90)
+    return np.abs(np.array(skew))
+
+
+def test_plates_on_cars_lean_like_a_camera_above_and_aside(monkeypatch):
+    # without the shear a car's plate stays a rectangle to a degree or two; CCPD's lean
+    # 2 to 12 degrees, and the shear spreads them about as wide
+    upright = _corner_skew(0.0, monkeypatch)
+    leaning = _corner_skew(0.12, monkeypatch)
+    assert np.percentile(upright, 90) < 3.0
+    assert 3.0 < np.median(leaning) < 7.0 and 8.0 < np.percentile(leaning, 90) < 16.0
+
+
 def test_negative_rate_extremes():
     assert all(not render_scene((1, i), SceneConfig(negative_rate=1.0)).plates for i in range(3))
     assert all(render_scene((1, i), SceneConfig(negative_rate=0.0)).plates for i in range(3))

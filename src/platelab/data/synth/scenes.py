@@ -42,6 +42,7 @@ SIZES = (((416, 416), 0.25), ((720, 1160), 0.2), ((640, 480), 0.2), ((1280, 720)
          ((480, 640), 0.05), (None, 0.2))  # fmt: skip
 DASHCAM = (1280, 720)  # most traffic scenes are dashcam frames
 CAR_PLATE_FRAC = (0.2, 0.3)  # plate width / car width on real cars
+LEAN_STD = 0.12  # the vertical edges' lean (tan), about 7 degrees
 MIN_PLATE_PX = 10.0  # narrower plates are a smear of 2 pixels' height
 KIND_WEIGHTS = {"closeup": 0.36, "traffic": 0.3, "street": 0.22, "plate_only": 0.12}
 
@@ -184,18 +185,22 @@ def _plate_px(rng, cfg: SceneConfig, w: int, lo: float, hi: float) -> float:
 
 
 def _pose(rng: np.random.Generator, pivot, scale: float, span) -> np.ndarray:
-    """``3x3`` homography: perspective and rotation about ``pivot``, then ``scale``.
+    """``3x3`` homography: shear, perspective and rotation about ``pivot``, then ``scale``.
 
-    ``span = (w, h)`` of the thing posed sets the perspective strength's units.
+    ``span = (w, h)`` of the thing posed sets the perspective strength's units. The
+    shear leans the vertical edges (a camera above and to the side of the car: CCPD's
+    plates lean by 2 to 12 degrees while their top and bottom stay level).
     """
     yaw = float(np.clip(rng.normal(0, 0.12), -0.35, 0.35))
     pitch = float(np.clip(rng.normal(0, 0.08), -0.25, 0.25))
     theta = np.deg2rad(np.clip(rng.normal(0, 6), -25, 25))
+    lean = float(np.clip(rng.normal(0, LEAN_STD), -0.3, 0.3))  # tan of the lean
     to_pivot = np.array([[1, 0, -pivot[0]], [0, 1, -pivot[1]], [0, 0, 1]], np.float64)
+    shear = np.array([[1, lean, 0], [0, 1, 0], [0, 0, 1]])
     persp = np.array([[1, 0, 0], [0, 1, 0], [yaw / (span[0] / 2), pitch / (span[1] / 2), 1]])
     c, s = np.cos(theta) * scale, np.sin(theta) * scale
     rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-    return rot @ persp @ to_pivot
+    return rot @ persp @ shear @ to_pivot
 
 
 def _place(rng, H0, quad_local, w, h, placed, mode: str, margin: float = 2.0):
