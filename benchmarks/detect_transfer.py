@@ -12,6 +12,10 @@ there (re-run it to evaluate again), so an interrupted run continues.
 
     python benchmarks/detect_transfer.py --out runs/detect_transfer
     python benchmarks/detect_transfer.py --out runs/detect_transfer --eval-size 320x240,640x480
+
+``--closeups N`` adds N scenes of close-up-heavy layouts (:data:`CLOSE_KINDS`, seed + 1)
+to the default mix; ``--ignore-below`` and ``--shear`` set ``loss.ignore_below`` and
+``augment.shear_deg``.
 """
 
 from __future__ import annotations
@@ -29,12 +33,16 @@ import torch
 from platelab.config import load_config
 from platelab.data.prepare import PrepareConfig, prepare
 from platelab.data.synth import generate
+from platelab.data.synth.scenes import SceneConfig
 from platelab.demo import prepare_real
 from platelab.engine.checkpoint import LAST, run_finished
 from platelab.geometry import parse_size
 from platelab.train import train
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+# ``--closeups``: scene layouts of the extra set, where plates are large (real photos'
+# plates are a tenth to a half of the image width; the default mix is mostly far ones).
+CLOSE_KINDS = {"closeup": 0.6, "street": 0.25, "plate_only": 0.15}
 COLUMNS = ("n_images", "n_plates", "ap50", "ap50_95", "ar", "acc_iou50", "acc_iou70", "mean_iou",
            "precision", "recall", "corner_error_px")  # fmt: skip
 
@@ -55,6 +63,8 @@ def overrides(args: argparse.Namespace, dataset: Path, run: Path) -> list[str]:
         "ema=true",
         f"seed={args.seed}",
         f"augment.scale={args.zoom}",
+        f"augment.shear_deg={args.shear}",
+        f"loss.ignore_below={args.ignore_below}",
         "exist_ok=true",
     ]
 
@@ -64,12 +74,17 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/detect_transfer"))
     p.add_argument("--real", type=Path, default=REAL)
     p.add_argument("--scenes", type=int, default=6000)
+    p.add_argument("--closeups", type=int, default=0,
+                   help="extra scenes of close-up-heavy layouts (CLOSE_KINDS), seed + 1")  # fmt: skip
     p.add_argument("--model", default="dwsep_small")
     p.add_argument("--size", default="320x240", help="canvas of the synthetic and real datasets")
     p.add_argument("--epochs", type=int, default=24)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--zoom", type=float, default=0.3, help="augment.scale")
+    p.add_argument("--shear", type=float, default=5.0, help="augment.shear_deg")
+    p.add_argument("--ignore-below", type=float, default=0.0,
+                   help="loss.ignore_below: plates narrower (canvas px) are don't-care")  # fmt: skip
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
@@ -82,13 +97,19 @@ def main() -> None:
     cores = os.cpu_count() or 1
     args.out.mkdir(parents=True, exist_ok=True)
     synth, dataset, run = args.out / "synth", args.out / "dataset", args.out / "run"
+    sets = [(synth, args.scenes, args.seed, None)]
+    if args.closeups:
+        sets.append((args.out / "synth_close", args.closeups, args.seed + 1,
+                     SceneConfig(kinds=CLOSE_KINDS)))  # fmt: skip
 
-    if not (synth / "yolo" / "data.yaml").is_file():
-        start = time.perf_counter()
-        generate(synth, args.scenes, seed=args.seed, formats=("yolo",), workers=cores)
-        print(f"generate: {args.scenes} scenes in {time.perf_counter() - start:.0f} s")
+    for folder, count, seed, config in sets:
+        if not (folder / "yolo" / "data.yaml").is_file():
+            start = time.perf_counter()
+            generate(folder, count, seed=seed, formats=("yolo",), workers=cores, config=config)
+            print(f"generate: {count} scenes in {time.perf_counter() - start:.0f} s")
     if not (dataset / "prepare_report.json").is_file():
-        prepare(PrepareConfig(out=dataset, yolo=[synth / "yolo"], size=(w, h), workers=cores))
+        yolo = [folder / "yolo" for folder, *_ in sets]
+        prepare(PrepareConfig(out=dataset, yolo=yolo, size=(w, h), workers=cores))
 
     keys = overrides(args, dataset, run)
     print("platelab train " + " ".join(keys), flush=True)
