@@ -99,6 +99,24 @@ def test_dynamic_batch_1_and_3_matches_the_torch_wrapper(det):
             assert np.all(np.diff(scores[i, :n]) <= 0)  # best first
 
 
+def test_export_with_voting_records_it_and_matches_torch(det, tmp_path):
+    model, ckpt, _, _ = det
+    cfg = PostprocessConfig(vote_iou=0.6)
+    report = export_checkpoint(ckpt, tmp_path / "vote.onnx", threads=1, postprocess=cfg)
+    assert read_metadata(report.path)["vote_iou"] == "0.6"
+    assert report.plates > 0 and report.max_corner_diff_px <= TOLERANCE_PX
+    images = np.random.default_rng(5).integers(0, 256, (2, 3, H, W), dtype=np.uint8)
+    boxes, _, corners, num = onnx_session(report.path, threads=1).run(None, {"images": images})
+    with torch.inference_mode():
+        voted = [t.numpy() for t in ExportedDetector(model, cfg).eval()(torch.from_numpy(images))]
+        plain = [t.numpy() for t in ExportedDetector(model).eval()(torch.from_numpy(images))]
+    assert np.array_equal(num, voted[3]) and num.sum() > 0
+    for i, n in enumerate(num):
+        np.testing.assert_allclose(boxes[i, :n], voted[0][i, :n], atol=0.05)
+        np.testing.assert_allclose(corners[i, :n], voted[2][i, :n], atol=0.05)
+    assert not np.allclose(voted[0], plain[0])  # the seeing detector's neighbours do vote
+
+
 def test_parity_detect_reports_a_plate_one_runtime_dropped(det):
     model, _, path, _ = det
     canvases, _ = letterbox_canvases(_photos(), (W, H))

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-POSTPROCESS_KEYS = ("conf", "iou", "max_det", "pre_nms", "nms_iterations")
+POSTPROCESS_KEYS = ("conf", "iou", "max_det", "pre_nms", "nms_iterations", "vote_iou")
 
 
 class ExportedDetector(nn.Module):
@@ -69,6 +69,8 @@ def check_postprocess(cfg: PostprocessConfig) -> PostprocessConfig:
         raise PlatelabError(f"--conf must be within 0..1, got {cfg.conf}")
     if not 0.0 < cfg.iou <= 1.0:
         raise PlatelabError(f"--iou must be within (0, 1], got {cfg.iou}")
+    if not 0.0 <= cfg.vote_iou <= 1.0:
+        raise PlatelabError(f"vote_iou must be within 0..1 (0: off), got {cfg.vote_iou}")
     if cfg.max_det < 1 or cfg.pre_nms < 1 or cfg.nms_iterations < 1:
         raise PlatelabError(
             f"--max-det, pre_nms and nms_iterations must be >= 1, got {cfg.max_det}, "
