@@ -155,7 +155,7 @@ def main() -> None:
         try:
             r = PlateReader(args.detector, args.reader, runtime=runtime, threads=args.threads,
                             batch_size=args.batch)  # fmt: skip
-        except PlatelabError as e:  # a checkpoint given for onnx: export it to time it
+        except PlatelabError as e:  # a checkpoint runs in torch only; export it to time onnx
             print(f"{runtime}: not timed ({e})")
             continue
         fps = speed(r, frames, args.batch)
