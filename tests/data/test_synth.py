@@ -96,8 +96,10 @@ def _corner_skew(lean_std, monkeypatch, n=2000):
 def test_plates_on_cars_lean_like_a_camera_above_and_aside(monkeypatch):
     # without the shear a car's plate stays a rectangle to a degree or two; CCPD's lean
     # 2 to 12 degrees, and the shear spreads them about as wide
+    from platelab.data.synth.scenes import LEAN_STD  # the default, before the patching
+
     upright = _corner_skew(0.0, monkeypatch)
-    leaning = _corner_skew(0.12, monkeypatch)
+    leaning = _corner_skew(LEAN_STD, monkeypatch)
     assert np.percentile(upright, 90) < 3.0
     assert 3.0 < np.median(leaning) < 7.0 and 8.0 < np.percentile(leaning, 90) < 16.0
 

@@ -109,8 +109,8 @@ class DetectionLoss(nn.Module):
     punished (COCO's ``iscrowd``, YOLO's ignore regions): no location is assigned to
     them, and every location whose cell overlaps one is left out of the classification
     term. Shrunk to a canvas, a far plate can be 3 px wide and 1 px tall: learning it
-    teaches the model to fire on any small bright blob (tail lights, badges, text),
-    and calling it background teaches it to miss plates.
+    can teach the model to fire on any small bright blob (tail lights, badges, text),
+    and calling it background can teach it to miss plates.
 
     Each term is divided by the number of positives in the batch (at least 1). The
     terms other than ``loss`` are detached and unweighted, for logging.
