@@ -14,8 +14,8 @@ there (re-run it to evaluate again), so an interrupted run continues.
     python benchmarks/detect_transfer.py --out runs/detect_transfer --eval-size 320x240,640x480
 
 ``--closeups N`` adds N scenes of close-up-heavy layouts (:data:`CLOSE_KINDS`, seed + 1)
-to the default mix; ``--ignore-below`` and ``--shear`` set ``loss.ignore_below`` and
-``augment.shear_deg``.
+to the default mix; ``--ignore-below``, ``--shear`` and ``--mosaic`` set
+``loss.ignore_below``, ``augment.shear_deg`` and ``augment.mosaic_p``.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def overrides(args: argparse.Namespace, dataset: Path, run: Path) -> list[str]:
         f"augment.scale={args.zoom}",
         f"augment.shear_deg={args.shear}",
         f"loss.ignore_below={args.ignore_below}",
+        f"augment.mosaic_p={args.mosaic}",
         "exist_ok=true",
     ]
 
@@ -85,6 +86,8 @@ def main() -> None:
     p.add_argument("--shear", type=float, default=5.0, help="augment.shear_deg")
     p.add_argument("--ignore-below", type=float, default=0.0,
                    help="loss.ignore_below: plates narrower (canvas px) are don't-care")  # fmt: skip
+    p.add_argument("--mosaic", type=float, default=0.0,
+                   help="augment.mosaic_p: share of training samples that are 4-image mosaics")  # fmt: skip
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])

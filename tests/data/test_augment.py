@@ -7,7 +7,7 @@ import numpy as np
 import pydantic
 import pytest
 
-from platelab.data.augment import AugmentConfig, build_augment
+from platelab.data.augment import AugmentConfig, build_augment, mosaic
 from platelab.geometry import PAD_VALUE, clip_boxes, corners_to_xyxy
 
 W, H = 160, 120
@@ -170,3 +170,59 @@ def test_bad_inputs_are_refused():
     aug = build_augment(AugmentConfig(), W, H)
     with pytest.raises(ValueError, match="canvas"):
         aug(np.zeros((H + 1, W, 3), np.uint8), np.zeros((0, 4)), np.zeros((0, 4, 2)))
+
+
+class MidRng:
+    """A stand-in generator: every uniform draw is its range's middle, every integer its low."""
+
+    def uniform(self, lo, hi):
+        return (lo + hi) / 2
+
+    def integers(self, lo, hi=None):
+        return lo if hi is not None else 0
+
+
+def tile(value: int, box) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    img = np.full((H, W, 3), value, np.uint8)
+    return img, np.array([box], np.float32), quad_of(box)
+
+
+def test_mosaic_halves_four_tiles_into_their_quadrants_by_hand():
+    # Centre at (0.5 W, 0.5 H) and scale 0.5: each tile fills its quadrant exactly.
+    tiles = [tile(10 * (k + 1), (20.0 + k, 20.0, 60.0 + k, 36.0)) for k in range(4)]
+    image, boxes, corners = mosaic(tiles, MidRng(), scale=(0.5, 0.5))
+    assert image.shape == (H, W, 3)
+    for k, (x, y) in enumerate([(0, 0), (80, 0), (80, 60), (0, 60)]):  # TL, TR, BR, BL
+        assert (image[y : y + 60, x : x + 80] == 10 * (k + 1)).all()
+    expected = np.array(
+        [[10 + k / 2 + x, 10 + y, 30 + k / 2 + x, 18 + y]
+         for k, (x, y) in enumerate([(0, 0), (80, 0), (80, 60), (0, 60)])],
+        np.float32,
+    )  # fmt: skip
+    np.testing.assert_allclose(boxes, expected)
+    np.testing.assert_allclose(corners, np.concatenate([quad_of(b) for b in expected]))
+
+
+def test_mosaic_clips_cut_plates_drops_hidden_ones_and_forgets_cut_corners():
+    # Scale 1: a tile's top-left 80x60 window fills its quadrant. A plate half across the
+    # window's right edge keeps its clipped box without corners; one 20% in is dropped.
+    half = (70.0, 10.0, 90.0, 20.0)  # 10 of its 20 px show
+    hidden = (76.0, 30.0, 96.0, 40.0)  # 4 of 20 px
+    whole = (10.0, 40.0, 30.0, 50.0)
+    img = np.full((H, W, 3), 50, np.uint8)
+    boxes = np.array([half, hidden, whole], np.float32)
+    tl = (img, boxes, np.concatenate([quad_of(b) for b in boxes]))
+    empty = (img, np.zeros((0, 4), np.float32), np.zeros((0, 4, 2), np.float32))
+    _, out_boxes, out_corners = mosaic([tl, empty, empty, empty], MidRng(), scale=(1.0, 1.0))
+    np.testing.assert_allclose(out_boxes, [[70, 10, 80, 20], [10, 40, 30, 50]])
+    assert np.isnan(out_corners[0]).all()
+    np.testing.assert_allclose(out_corners[1], quad_of(whole)[0])
+
+
+def test_mosaic_places_a_small_tile_against_the_centre():
+    # Scale 0.25 (40x30) in a 80x60 quadrant: the top-left tile sits at the centre's corner.
+    tiles = [tile(200, (0.0, 0.0, 40.0, 20.0))] + [tile(0, (0.0, 0.0, 40.0, 20.0))] * 3
+    image, boxes, _ = mosaic(tiles, MidRng(), scale=(0.25, 0.25))
+    assert (image[30:60, 40:80] == 200).all()
+    assert (image[:30, :80] == PAD_VALUE).all() and (image[30:60, :40] == PAD_VALUE).all()
+    np.testing.assert_allclose(boxes[0], [40, 30, 50, 35])

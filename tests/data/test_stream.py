@@ -247,3 +247,22 @@ def test_augmented_loader_differs_by_worker_and_epoch(tmp_path):
     assert not torch.equal(e0, e1), "persistent workers did not see the new epoch"
     stream.set_epoch(0)
     assert torch.equal(torch.cat([images for images, _ in loader]), e0), "not reproducible"
+
+
+def test_mosaic_stream_puts_four_images_plates_in_one_sample(tmp_path):
+    ds = make_dataset(tmp_path / "m", n=8, negatives=())
+    cfg = AugmentConfig(mosaic_p=1.0, flip_p=0.0, affine_p=0.0, perspective_p=0.0, **NO_PHOTO)
+    stream = PlateStream(ds, "train", cfg, seed=0)
+    samples = list(stream)
+    assert len(samples) == 8  # an epoch is still one sample per image
+    counts = [len(t["boxes_xyxy"]) for _, t in samples]
+    assert max(counts) > 1, counts  # four tiles' plates, the cut ones dropped
+    for image, t in samples:
+        b = t["boxes_xyxy"]
+        assert ((b[:, 0] >= 0) & (b[:, 2] <= W) & (b[:, 1] >= 0) & (b[:, 3] <= H)).all()
+        # every box lies on red plate pixels (BGR red written, RGB read)
+        for x0, y0, x1, y1 in b.round().int().tolist():
+            patch = image[:, y0:y1, x0:x1].float()
+            assert (patch[0] > patch[2] + 60).float().mean() > 0.5
+    again = [t["boxes_xyxy"] for _, t in PlateStream(ds, "train", cfg, seed=0)]
+    assert all(torch.equal(a, t["boxes_xyxy"]) for a, (_, t) in zip(again, samples, strict=True))

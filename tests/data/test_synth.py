@@ -21,6 +21,7 @@ from platelab.data.synth import (
     render_scene,
     scene_split,
     text,
+    vehicles,
 )
 from platelab.data.synth.plates import STYLE_WEIGHTS, PlateImage
 from platelab.data.synth.writers import ccpd_encodable
@@ -416,3 +417,24 @@ def test_sharpen_overshoots_an_edge_and_keeps_flat_areas(seed):
     out = out.astype(int)
     assert out[:, 19].max() < 60 and out[:, 20].min() > 180  # darker dark side, brighter bright
     assert (out[:, :12] == 60).all() and (out[:, 28:] == 180).all()
+
+
+@pytest.mark.parametrize("rear", [True, False])
+def test_badges_write_outside_the_plate_holder_only(rear):
+    # Words, an emblem and stickers: ink beside the plate, none in its holder.
+    w, h = 400, 320
+    keep_out = (0.38, 0.55, 0.62, 0.68)
+    inked = 0
+    for seed in range(30):
+        img = np.full((h, w, 3), 120, np.float32)
+        drawn = vehicles.badges(img, np.random.default_rng(seed), keep_out, 0.1, 0.45, 0.9,
+                                np.array([120.0, 120.0, 120.0]), rear)  # fmt: skip
+        changed = (img != 120).any(axis=2)
+        x0, y0, x1, y1 = (int(keep_out[0] * w), int(keep_out[1] * h), int(keep_out[2] * w),
+                          int(keep_out[3] * h))  # fmt: skip
+        assert not changed[y0:y1, x0:x1].any(), f"seed {seed}: ink in the plate holder"
+        for bx0, by0, bx1, by1 in drawn:
+            assert bx1 < keep_out[0] or bx0 > keep_out[2] or by1 < keep_out[1] or by0 > keep_out[3]
+            assert changed[int(by0 * h) : int(by1 * h) + 1, int(bx0 * w) : int(bx1 * w) + 1].any()
+        inked += len(drawn)
+    assert inked >= 20  # most cars wear something

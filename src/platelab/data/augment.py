@@ -4,8 +4,14 @@ albumentations moves boxes (``BboxParams``) and points (``KeypointParams``) with
 the pixels; measured here it runs ~10x faster than torchvision v2 for the same
 pipeline (../shared/ECOSYSTEM.md). The pipeline, in order:
 
-    horizontal flip -> affine (scale, translate, rotate, shear) -> perspective
-    -> colour jitter -> gaussian/motion blur -> gaussian noise -> JPEG quality
+    [mosaic of 4 images] -> horizontal flip -> affine (scale, translate, rotate,
+    shear) -> perspective -> colour jitter -> gaussian/motion blur -> gaussian
+    noise -> JPEG quality
+
+The mosaic (:func:`mosaic`, ``mosaic_p``; YOLOv4/ultralytics) needs four images, so
+the stream draws it (:class:`~platelab.data.stream.PlateStream`) and hands the
+result to this pipeline like any canvas. It is meant for the detector: a localiser
+learns one box per image.
 
 Box rules, applied after the geometry:
 
@@ -74,6 +80,7 @@ class AugmentConfig(BaseModel):
     noise_std: float = Field(0.04, ge=0.0, le=0.5)
     jpeg_p: float = Field(0.3, ge=0.0, le=1.0)
     jpeg_quality_min: int = Field(40, ge=1, le=100)
+    mosaic_p: float = Field(0.0, ge=0.0, le=1.0)
     min_visible: float = Field(0.4, ge=0.0, le=1.0)
     min_size_px: float = Field(2.0, ge=0.0)
     retries: int = Field(3, ge=0, le=20)
@@ -157,6 +164,68 @@ def _photometric(cfg: AugmentConfig) -> list:
         q_min = int(round(100 - (100 - cfg.jpeg_quality_min) * min(s, 1.0)))
         out.append(A.ImageCompression(quality_range=(min(q_min, 95), 95), p=cfg.jpeg_p))
     return out
+
+
+def mosaic(
+    tiles: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    rng: np.random.Generator,
+    scale: tuple[float, float] = (0.5, 1.0),
+    min_visible: float = 0.4,
+    min_size_px: float = 2.0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Four canvases in one, split at a random centre (YOLOv4's mosaic).
+
+    Each tile ``(image (H, W, 3) uint8, boxes_xyxy (N, 4), corners (N, 4, 2))`` is
+    scaled by its own factor from ``scale`` and a random window of it fills one
+    quadrant (top-left, top-right, bottom-right, bottom-left); a tile smaller than
+    its quadrant sits against the centre, the rest is pad. A plate cut by its
+    quadrant keeps its clipped box if at least ``min_visible`` of it shows, but loses
+    its corners (they would point into another tile); less visible or thinner than
+    ``min_size_px`` after clipping, it is dropped.
+
+    Returns:
+        ``(image (H, W, 3) uint8, boxes_xyxy (M, 4) float32, corners (M, 4, 2) float32)``.
+    """
+    h, w = tiles[0][0].shape[:2]
+    xc = int(round(rng.uniform(0.3, 0.7) * w))
+    yc = int(round(rng.uniform(0.3, 0.7) * h))
+    out = np.full((h, w, 3), PAD_VALUE, np.uint8)
+    regions = ((0, 0, xc, yc), (xc, 0, w, yc), (xc, yc, w, h), (0, yc, xc, h))
+    all_boxes, all_corners = [], []
+    for k, ((image, boxes, corners), (x0, y0, x1, y1)) in enumerate(
+        zip(tiles, regions, strict=True)
+    ):
+        rw, rh = x1 - x0, y1 - y0
+        if rw <= 0 or rh <= 0:
+            continue
+        s = rng.uniform(*scale)
+        sw, sh = max(1, int(round(w * s))), max(1, int(round(h * s)))
+        scaled = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
+        # The window of the scaled tile shown: random where it is larger than the quadrant,
+        # else the whole tile, placed against the mosaic's centre.
+        ox = int(rng.integers(0, sw - rw + 1)) if sw > rw else 0
+        oy = int(rng.integers(0, sh - rh + 1)) if sh > rh else 0
+        cw, ch = min(rw, sw), min(rh, sh)
+        px = x0 if (sw >= rw or k in (1, 2)) else x1 - cw  # left quadrants hug the centre
+        py = y0 if (sh >= rh or k in (2, 3)) else y1 - ch
+        out[py : py + ch, px : px + cw] = scaled[oy : oy + ch, ox : ox + cw]
+        shift = np.array([px - ox * 1.0, py - oy * 1.0])
+        b = np.asarray(boxes, np.float64).reshape(-1, 4) * (sw / w) + np.tile(shift, 2)
+        c = np.asarray(corners, np.float64).reshape(-1, 4, 2) * (sw / w) + shift
+        window = np.array([px, py, px + cw, py + ch], np.float64)
+        clipped = np.concatenate(
+            [np.maximum(b[:, :2], window[:2]), np.minimum(b[:, 2:], window[2:])], 1
+        )
+        clipped[:, 2:] = np.maximum(clipped[:, 2:], clipped[:, :2])
+        visible = box_area(clipped) / np.maximum(box_area(b), 1e-9)
+        thick = np.minimum(clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1])
+        keep = (visible >= min_visible) & (thick >= max(min_size_px, 1e-6))
+        c[visible < 1 - 1e-6] = np.nan
+        all_boxes.append(clipped[keep])
+        all_corners.append(c[keep])
+    boxes = np.concatenate(all_boxes) if all_boxes else np.zeros((0, 4))
+    corners = np.concatenate(all_corners) if all_corners else np.zeros((0, 4, 2))
+    return out, boxes.astype(np.float32), corners.astype(np.float32)
 
 
 def _signed_area(quads: np.ndarray) -> np.ndarray:

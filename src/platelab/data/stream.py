@@ -41,7 +41,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
 from torchvision.ops import box_area
 
-from platelab.data.augment import AugmentConfig, build_augment
+from platelab.data.augment import AugmentConfig, build_augment, mosaic
 from platelab.data.imageio import read_image
 from platelab.data.manifest import ManifestImage, dataset_canvas, load_split
 
@@ -69,8 +69,8 @@ class _Images:
     def __len__(self) -> int:
         return len(self.images)
 
-    def read(self, index: int, augment: Augment | None = None) -> Sample | None:
-        """Sample ``index``, or None (logged once per process) when its image is unreadable."""
+    def _load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Image, boxes and corners of ``index``, or None (logged once) when unreadable."""
         m = self.images[index]
         w, h = self.canvas
         try:
@@ -82,7 +82,30 @@ class _Images:
                 self._reported.add(m.image)
                 logger.warning("skipping unreadable image %s: %s", self.root / m.image, err)
             return None
-        boxes, corners = m.boxes_xyxy, m.corners
+        return image, m.boxes_xyxy, m.corners
+
+    def read(self, index: int, augment: Augment | None = None) -> Sample | None:
+        """Sample ``index``, or None (logged once per process) when its image is unreadable."""
+        loaded = self._load(index)
+        return None if loaded is None else self._sample(index, *loaded, augment)
+
+    def read_mosaic(
+        self, indices: Sequence[int], augment: Augment | None, rng: np.random.Generator
+    ) -> Sample | None:
+        """A mosaic of 4 images (:func:`~platelab.data.augment.mosaic`), then ``augment``.
+
+        The sample carries ``indices[0]``'s index. An unreadable partner is replaced by
+        the first image; an unreadable first image gives None, like :meth:`read`.
+        """
+        first = self._load(indices[0])
+        if first is None:
+            return None
+        tiles = [first] + [self._load(i) or first for i in indices[1:4]]
+        cfg = getattr(augment, "cfg", None)
+        kw = {"min_visible": cfg.min_visible, "min_size_px": cfg.min_size_px} if cfg else {}
+        return self._sample(indices[0], *mosaic(tiles, rng, **kw), augment)
+
+    def _sample(self, index, image, boxes, corners, augment: Augment | None) -> Sample:
         if augment is not None:
             image, boxes, corners = augment(image, boxes, corners)
         target = {
@@ -217,8 +240,16 @@ class PlateStream(IterableDataset):
         indices: Iterator[int] = iter(mine.tolist())
         if self.shuffle_buffer > 1:
             indices = _buffered(indices, self.shuffle_buffer, rng)
+        # Mosaic partners come from the whole dataset, drawn by this shard's generator.
+        mosaic_p = getattr(getattr(self.augment, "cfg", None), "mosaic_p", 0.0)
+        if not hasattr(self.data, "read_mosaic"):
+            mosaic_p = 0.0
         for i in indices:
-            sample = self.data.read(i, self.augment)
+            if mosaic_p > 0 and rng.random() < mosaic_p:
+                partners = rng.integers(0, len(self.data), 3).tolist()
+                sample = self.data.read_mosaic([i, *partners], self.augment, rng)
+            else:
+                sample = self.data.read(i, self.augment)
             if sample is None and self.even:
                 sample = self._substitute(order, i)
             if sample is not None:

@@ -15,7 +15,22 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from platelab.data.synth import text as T
+
 CAR_CANVAS_MAX = 1000  # wider cars are drawn smaller and scaled up by their homography
+
+# Words real cars wear beside their plate (make, model, trim, drive): text that is not
+# a plate, which a detector must learn to pass over (badges were its false positives).
+BADGE_WORDS = ("FUSION", "SEL", "GT", "CIVIC", "SPORT", "4MATIC", "TDI", "HYBRID", "LIMITED",
+               "XLE", "320i", "CAMRY", "POLO", "i20", "V6", "AWD", "4x4", "TURBO", "LX", "EX",
+               "ACCORD", "COROLLA", "GOLF", "FOCUS", "ELANTRA", "SONATA", "OUTBACK", "RAV4",
+               "C 200", "A4", "Q5", "X3", "CR-V", "PRIUS", "TIGUAN", "SWIFT", "DIESEL", "1.6",
+               "VTEC", "16V", "GLS", "SE", "S-LINE", "AMG", "QUATTRO", "xDrive", "ECO")  # fmt: skip
+BADGE_FONTS = (
+    "DejaVuSans-Bold.ttf",
+    "BarlowSemiCondensed-SemiBold.ttf",
+    "RobotoCondensed-Bold.ttf",
+)
 
 # Common car colours (RGB), weighted roughly by how often they are seen on roads.
 PAINTS = (
@@ -146,10 +161,109 @@ def draw_vehicle(
     m = rng.uniform(0.01, 0.04)
     holder = dark if rng.random() < 0.6 else paint * rng.uniform(0.5, 0.8)
     _rrect(img, x0 - m, y0 - m * 1.5, x1 + m, y1 + m * 1.5, w * 0.01, holder, w, h)
+    keep_out = (x0 - m, y0 - m * 1.5, x1 + m, y1 + m * 1.5)
+    badges(img, rng, keep_out, plate_h, y_face, y_bottom, paint, rear)
     _shade(img, rng, w, h, y_glass, alpha)
     slot = np.array([[x0 * w, y0 * h], [x1 * w, y0 * h], [x1 * w, y1 * h], [x0 * w, y1 * h]])
     rgb = cv2.convertScaleAbs(img)  # saturates above 255; nothing drawn is negative
     return Vehicle(rgb, alpha, slot, np.array(lights, np.float64).reshape(-1, 3), rear)
+
+
+def _between(rng: np.random.Generator, lo: float, hi: float) -> float | None:
+    """A uniform draw from ``[lo, hi]``, or None when the range is empty."""
+    return float(rng.uniform(lo, hi)) if hi >= lo else None
+
+
+def _badge_ink(rng: np.random.Generator, paint: np.ndarray) -> np.ndarray:
+    """Chrome most often, else black or a shade of the paint."""
+    u = rng.random()
+    if u < 0.6:
+        return np.full(3, rng.uniform(185, 240), np.float32)
+    if u < 0.85:
+        return np.full(3, rng.uniform(15, 50), np.float32)
+    return paint * rng.uniform(0.4, 0.7)
+
+
+def badges(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    keep_out: tuple[float, float, float, float],
+    plate_h: float,
+    y_face: float,
+    y_bottom: float,
+    paint: np.ndarray,
+    rear: bool,
+) -> list[tuple[float, float, float, float]]:
+    """Model and trim names, an emblem, maybe a dealer sticker, in place; none inside
+    ``keep_out`` (the plate holder, canvas fractions ``x0, y0, x1, y1``).
+
+    Returns the boxes drawn, canvas fractions ``(x0, y0, x1, y1)``.
+    """
+    h, w = img.shape[:2]
+    kx0, ky0, kx1, ky1 = keep_out
+    drawn: list[tuple[float, float, float, float]] = []
+
+    def free(b) -> bool:
+        return (b[2] < kx0 or b[0] > kx1 or b[3] < ky0 or b[1] > ky1) and b[0] >= 0 and b[2] <= 1
+
+    # Words: a rear wears one or two (make left, model or trim right); a front seldom.
+    for side in (-1, 1):
+        if rng.random() > (0.6 if rear else 0.15):
+            continue
+        word = BADGE_WORDS[int(rng.integers(0, len(BADGE_WORDS)))]
+        th = plate_h * rng.uniform(0.25, 0.6)  # text height, fraction of the car height
+        tw = th * h / w * len(word) * rng.uniform(0.5, 0.75)
+        dx = _between(rng, kx1 - 0.5 + tw / 2 + 0.02, 0.42 - tw / 2)
+        cy = _between(rng, y_face + 0.02, ky1) if rear else _between(rng, ky0, y_bottom - 0.08)
+        if dx is None or cy is None:
+            continue
+        cx = 0.5 + side * dx
+        b = (cx - tw / 2, cy - th / 2, cx + tw / 2, cy + th / 2)
+        if free(b):
+            font = T.latin_font(BADGE_FONTS[int(rng.integers(0, len(BADGE_FONTS)))])
+            ink = tuple(float(v) for v in _badge_ink(rng, paint))
+            T.draw_text_line(img, word, (b[0] * w, b[1] * h, tw * w, th * h), ink, font)
+            drawn.append(b)
+    # An emblem: a ring, an oval with a letter, or a three-pointed star, above the plate.
+    if rng.random() < 0.7:
+        r = plate_h * rng.uniform(0.35, 0.7)  # fraction of the car height
+        cy = ky0 - r - rng.uniform(0.02, 0.08)
+        b = (0.5 - r * h / w * 1.4, cy - r, 0.5 + r * h / w * 1.4, cy + r)
+        if free(b) and cy - r > y_face - 0.1:
+            ink = tuple(float(v) for v in _badge_ink(rng, paint))
+            c, R = (int(w * 0.5), int(cy * h)), max(2, int(r * h))
+            t = max(1, R // 5)
+            kind = int(rng.integers(0, 3))
+            if kind == 0:
+                cv2.circle(img, c, R, ink, t, cv2.LINE_AA)
+                cv2.line(img, (c[0] - R // 2, c[1]), (c[0] + R // 2, c[1]), ink, t, cv2.LINE_AA)
+            elif kind == 1:
+                cv2.ellipse(img, c, (int(R * 1.4), R), 0, 0, 360, (20, 40, 110), -1, cv2.LINE_AA)
+                cv2.ellipse(img, c, (int(R * 1.4), R), 0, 0, 360, ink, t, cv2.LINE_AA)
+                T.draw_text_line(img, "Ford" if rng.random() < 0.5 else "H",
+                                 (c[0] - R, c[1] - R * 0.5, 2 * R, R), (235, 235, 235),
+                                 T.latin_font(BADGE_FONTS[0]))  # fmt: skip
+            else:
+                cv2.circle(img, c, R, ink, t, cv2.LINE_AA)
+                for a in (-np.pi / 2, np.pi / 6, 5 * np.pi / 6):
+                    tip = (int(c[0] + R * np.cos(a)), int(c[1] + R * np.sin(a)))
+                    cv2.line(img, c, tip, ink, t, cv2.LINE_AA)
+            drawn.append(b)
+    # A dealer's sticker on the bumper: a small light rectangle with a line of text.
+    if rng.random() < 0.25:
+        sh_ = plate_h * rng.uniform(0.3, 0.5)
+        sw_ = sh_ * h / w * rng.uniform(3, 6)
+        sx = _between(rng, 0.05, 0.95 - sw_)
+        sy = _between(rng, ky1 + 0.01, y_bottom - 0.02 - sh_)
+        b = (sx or 0, sy or 0, (sx or 0) + sw_, (sy or 0) + sh_)
+        if sx is not None and sy is not None and free(b):
+            bg = tuple(float(v) for v in rng.uniform(150, 250, 3))
+            _rrect(img, *b, 2, bg, w, h)
+            word = BADGE_WORDS[int(rng.integers(0, len(BADGE_WORDS)))] + " AUTO"
+            T.draw_text_line(img, word, (sx * w + 2, sy * h + sh_ * h * 0.2, sw_ * w - 4,
+                                         sh_ * h * 0.6), (30, 30, 60), T.latin_font(BADGE_FONTS[0]))  # fmt: skip
+            drawn.append(b)
+    return drawn
 
 
 def _front_face(img, rng, w, h, y_face, y_bottom, paint, dark) -> None:
