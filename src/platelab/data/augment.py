@@ -200,18 +200,22 @@ def mosaic(
             continue
         s = rng.uniform(*scale)
         sw, sh = max(1, int(round(w * s))), max(1, int(round(h * s)))
-        scaled = cv2.resize(image, (sw, sh), interpolation=cv2.INTER_AREA)
-        # The window of the scaled tile shown: random where it is larger than the quadrant,
-        # else the whole tile, placed against the mosaic's centre.
-        ox = int(rng.integers(0, sw - rw + 1)) if sw > rw else 0
-        oy = int(rng.integers(0, sh - rh + 1)) if sh > rh else 0
+        # The part of the scaled tile shown: a random window where the tile is larger than
+        # the quadrant, else the whole tile, placed against the mosaic's centre. Only that
+        # part is resized (resizing whole tiles was most of a mosaic's cost).
         cw, ch = min(rw, sw), min(rh, sh)
+        src_w, src_h = min(w, int(round(cw / s))), min(h, int(round(ch / s)))
+        sx = int(rng.integers(0, w - src_w + 1))
+        sy = int(rng.integers(0, h - src_h + 1))
         px = x0 if (sw >= rw or k in (1, 2)) else x1 - cw  # left quadrants hug the centre
         py = y0 if (sh >= rh or k in (2, 3)) else y1 - ch
-        out[py : py + ch, px : px + cw] = scaled[oy : oy + ch, ox : ox + cw]
-        shift = np.array([px - ox * 1.0, py - oy * 1.0])
-        b = np.asarray(boxes, np.float64).reshape(-1, 4) * (sw / w) + np.tile(shift, 2)
-        c = np.asarray(corners, np.float64).reshape(-1, 4, 2) * (sw / w) + shift
+        out[py : py + ch, px : px + cw] = cv2.resize(
+            image[sy : sy + src_h, sx : sx + src_w], (cw, ch), interpolation=cv2.INTER_AREA
+        )
+        k_xy = np.array([cw / src_w, ch / src_h])  # this tile's scale, per axis
+        shift = np.array([px, py]) - np.array([sx, sy]) * k_xy
+        b = np.asarray(boxes, np.float64).reshape(-1, 4) * np.tile(k_xy, 2) + np.tile(shift, 2)
+        c = np.asarray(corners, np.float64).reshape(-1, 4, 2) * k_xy + shift
         window = np.array([px, py, px + cw, py + ch], np.float64)
         clipped = np.concatenate(
             [np.maximum(b[:, :2], window[:2]), np.minimum(b[:, 2:], window[2:])], 1
