@@ -214,7 +214,9 @@ def pairwise_iou(a: Tensor, b: Tensor) -> Tensor:
     return inter / union.clamp(min=1e-9)
 
 
-def cluster_nms(boxes: Tensor, valid: Tensor, iou_threshold: float, iterations: int) -> Tensor:
+def cluster_nms(
+    boxes: Tensor, valid: Tensor, iou_threshold: float, iterations: int, iou: Tensor | None = None
+) -> Tensor:
     """Greedy NMS on score-sorted boxes, as a fixed number of matrix steps (Cluster-NMS).
 
     Zheng et al. (2021): with ``U`` the strictly upper-triangular IoU matrix, repeat
@@ -229,13 +231,15 @@ def cluster_nms(boxes: Tensor, valid: Tensor, iou_threshold: float, iterations: 
         valid: ``[B, K]`` bool, boxes above the score threshold.
         iou_threshold: suppress a box whose IoU with a kept, higher-scored one exceeds it.
         iterations: matrix steps.
+        iou: ``pairwise_iou(boxes, boxes)`` when the caller has it already.
 
     Returns:
         ``[B, K]`` bool, the boxes kept.
     """
     k = boxes.shape[1]
     upper = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(diagonal=1)
-    over = (pairwise_iou(boxes, boxes) > iou_threshold) & upper  # [B, K, K]
+    iou = pairwise_iou(boxes, boxes) if iou is None else iou
+    over = (iou > iou_threshold) & upper  # [B, K, K]
     keep = valid
     for _ in range(iterations):
         suppressed = (over & keep[:, :, None]).any(dim=1)
@@ -243,7 +247,9 @@ def cluster_nms(boxes: Tensor, valid: Tensor, iou_threshold: float, iterations: 
     return keep
 
 
-def vote(boxes: Tensor, values: Tensor, scores: Tensor, iou_threshold: float):
+def vote(
+    boxes: Tensor, values: Tensor, scores: Tensor, iou_threshold: float, iou: Tensor | None = None
+):
     """Score-weighted means over overlapping candidates: ``(boxes', values')``.
 
     Args:
@@ -251,10 +257,12 @@ def vote(boxes: Tensor, values: Tensor, scores: Tensor, iou_threshold: float):
         values: ``[B, K, D]`` what else each candidate predicts (the flat corners).
         scores: ``[B, K]`` the weights.
         iou_threshold: candidate ``j`` votes for ``i`` when ``IoU(i, j) >= iou_threshold``.
+        iou: ``pairwise_iou(boxes, boxes)`` when the caller has it already.
     """
     k = boxes.shape[1]
     self_vote = torch.eye(k, dtype=torch.bool, device=boxes.device)  # a degenerate box too
-    near = (pairwise_iou(boxes, boxes) >= iou_threshold) | self_vote
+    iou = pairwise_iou(boxes, boxes) if iou is None else iou
+    near = (iou >= iou_threshold) | self_vote
     w = near.to(scores.dtype) * scores[:, None, :].clamp(min=1e-6)
     total = w.sum(dim=2, keepdim=True)
     return (w @ boxes.to(w.dtype)) / total, (w @ values.to(w.dtype)) / total
@@ -295,9 +303,10 @@ def postprocess(outputs: dict[str, Tensor], cfg: PostprocessConfig) -> dict[str,
     top, idx = scores.topk(k, dim=1)  # sorted, descending
     boxes = outputs["boxes_xyxy"].gather(1, idx[..., None].expand(-1, -1, 4))
     corners = outputs["corners"].flatten(2).gather(1, idx[..., None].expand(-1, -1, 8))
-    keep = cluster_nms(boxes, top > cfg.conf, cfg.iou, cfg.nms_iterations)
+    iou = pairwise_iou(boxes, boxes)  # [B, K, K], shared by NMS and voting
+    keep = cluster_nms(boxes, top > cfg.conf, cfg.iou, cfg.nms_iterations, iou)
     if cfg.vote_iou > 0:
-        boxes, corners = vote(boxes, corners, top, cfg.vote_iou)
+        boxes, corners = vote(boxes, corners, top, cfg.vote_iou, iou)
     ranked = torch.where(keep, top, top - 2.0)  # kept first, each group by score
     m = min(cfg.max_det, k)
     _, order = ranked.topk(m, dim=1)
