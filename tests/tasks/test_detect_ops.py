@@ -226,11 +226,16 @@ def test_two_plate_image_trains_to_find_both():
     targets = {"boxes_xyxy": [boxes] * 4, "corners": [corners] * 4}
     loss_fn = DetectionLoss()
     opt = torch.optim.AdamW(model.parameters(), 3e-3)
-    for _ in range(120):
+    # 200 steps with a decaying lr: both IoUs reach ~0.98 (120 flat steps left one at
+    # 0.72 on an AVX2-only CPU and above 0.8 on another: too close to the line).
+    steps = 200
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(steps):
         loss = loss_fn(model(img.repeat(4, 1, 1, 1)), targets)["loss"]
         opt.zero_grad()
         loss.backward()
         opt.step()
+        schedule.step()
     model.eval()
     with torch.no_grad():
         out = postprocess(model(img), PostprocessConfig(conf=0.3))
