@@ -14,8 +14,9 @@ there (re-run it to evaluate again), so an interrupted run continues.
     python benchmarks/detect_transfer.py --out runs/detect_transfer --eval-size 320x240,640x480
 
 ``--closeups N`` adds N scenes of close-up-heavy layouts (:data:`CLOSE_KINDS`, seed + 1)
-to the default mix; ``--ignore-below``, ``--shear`` and ``--mosaic`` set
-``loss.ignore_below``, ``augment.shear_deg`` and ``augment.mosaic_p``.
+to the default mix; ``--ignore-below``, ``--shear``, ``--mosaic`` and ``--corner-weight``
+set ``loss.ignore_below``, ``augment.shear_deg``, ``augment.mosaic_p`` and
+``loss.corner_weight``.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ def overrides(args: argparse.Namespace, dataset: Path, run: Path) -> list[str]:
         f"augment.shear_deg={args.shear}",
         f"loss.ignore_below={args.ignore_below}",
         f"augment.mosaic_p={args.mosaic}",
+        f"loss.corner_weight={args.corner_weight}",
         "exist_ok=true",
     ]
 
@@ -88,6 +90,7 @@ def main() -> None:
                    help="loss.ignore_below: plates narrower (canvas px) are don't-care")  # fmt: skip
     p.add_argument("--mosaic", type=float, default=0.0,
                    help="augment.mosaic_p: share of training samples that are 4-image mosaics")  # fmt: skip
+    p.add_argument("--corner-weight", type=float, default=1.0, help="loss.corner_weight")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])

@@ -1,0 +1,104 @@
+"""Do a detector's corners follow a plate's shape? Synthetic close-ups, exact corners.
+
+Renders synthetic close-up scenes (``render_scene`` with a seed no training run uses;
+the plates' corners are exact), runs a detector (the shipped one unless
+``--detector``) on each photo and, for every plate at least ``--min-width`` pixels
+wide that it finds (best box overlap), compares its 4 corners with the truth:
+
+* the mean corner error, in pixels and as a share of the plate's width;
+* the **lean**: the mean slant of the plate's left and right sides, in degrees
+  (a plate seen from above and to the side leans, as CCPD's do). ``slope`` is the
+  least-squares slope of the predicted lean on the true lean: 1 when the corners
+  follow it, 0 when they stand upright whatever the plate does.
+
+    python benchmarks/corner_lean.py
+    python benchmarks/corner_lean.py --detector runs/detect_transfer/run --scenes 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from platelab.data.synth.scenes import SceneConfig, render_scene
+from platelab.infer.defaults import default_model
+from platelab.infer.predictor import Predictor
+
+SEED = 4242  # no training run renders with it
+
+
+def lean_deg(quad: np.ndarray) -> float:
+    """The mean slant of a TL, TR, BR, BL quad's left and right sides from upright,
+    degrees (positive when the top is further right than the bottom)."""
+    left = (quad[0, 0] - quad[3, 0]) / (quad[3, 1] - quad[0, 1])
+    right = (quad[1, 0] - quad[2, 0]) / (quad[2, 1] - quad[1, 1])
+    return float(np.degrees(np.arctan((left + right) / 2)))
+
+
+def box_iou(a, b) -> float:
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--detector", default=None, help="a detector (default: the shipped weights)")
+    p.add_argument("--scenes", type=int, default=150)
+    p.add_argument("--min-width", type=float, default=60.0, help="plates at least this wide (px)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--out", type=Path, default=None, help="write corner_lean.json here")
+    args = p.parse_args(argv)
+    detector = Predictor(args.detector or default_model("detect", "torch"), threads=args.threads)
+    cfg = SceneConfig(kinds={"closeup": 1.0}, negative_rate=0.0)
+    rows = []
+    for i in tqdm(range(args.scenes), desc="scenes", leave=False):
+        scene = render_scene((SEED, i), cfg)
+        plates = [p for p in scene.plates if np.ptp(p.corners[:, 0]) >= args.min_width]
+        if not plates:
+            continue
+        det = detector.predict([scene.image])[0]
+        for plate in plates:
+            ious = [box_iou(d.box_xyxy, plate.box_xyxy) for d in det.plates]
+            if not ious or max(ious) < 0.5:
+                continue
+            pred = det.plates[int(np.argmax(ious))].quad().astype(np.float64)
+            true = plate.corners.astype(np.float64)
+            err = float(np.linalg.norm(pred - true, axis=1).mean())
+            rows.append((lean_deg(true), lean_deg(pred), err, err / np.ptp(true[:, 0])))
+    if len(rows) < 2:
+        print("error: fewer than 2 plates found; nothing to fit")
+        return 1
+    a = np.asarray(rows)
+    leaning = np.abs(a[:, 0]) > 6
+    summary = {
+        "plates": len(a),
+        "corner_error_px": float(a[:, 2].mean()),
+        "corner_error_of_width": float(a[:, 3].mean()),
+        "true_lean_sd_deg": float(a[:, 0].std()),
+        "lean_slope": float(np.polyfit(a[:, 0], a[:, 1], 1)[0]),
+        "leaning_plates": int(leaning.sum()),
+        "leaning_true_abs_deg": float(np.abs(a[leaning, 0]).mean()) if leaning.any() else None,
+        "leaning_pred_abs_deg": float(np.abs(a[leaning, 1]).mean()) if leaning.any() else None,
+    }
+    print(f"{summary['plates']} plates >= {args.min_width:.0f} px found; corner error "
+          f"{summary['corner_error_px']:.1f} px ({100 * summary['corner_error_of_width']:.1f}% "
+          f"of the width); predicted lean = {summary['lean_slope']:.2f} x true lean "
+          f"(true sd {summary['true_lean_sd_deg']:.1f} deg)")  # fmt: skip
+    if leaning.any():
+        print(f"plates leaning over 6 deg: {summary['leaning_plates']}, true "
+              f"{summary['leaning_true_abs_deg']:.1f} deg, predicted "
+              f"{summary['leaning_pred_abs_deg']:.1f} deg (mean of absolute values)")  # fmt: skip
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "corner_lean.json").write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
