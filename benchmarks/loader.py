@@ -1,6 +1,6 @@
 """Loader throughput: decode, augmentation, and the full stream with 1 and 2 workers.
 
-    python benchmarks/loader.py [--count 200] [--size 640x480] [--batch 16]
+    python benchmarks/loader.py [--count 200] [--size 640x480] [--batch 16] [--mosaic 0.5]
 
 Builds a throwaway prepared dataset of cv2-drawn scenes (one plate each) in a
 temp folder, then prints images/s for
@@ -9,7 +9,9 @@ temp folder, then prints images/s for
 * augmentation only (the default :class:`AugmentConfig`, on pre-decoded images),
 * the stream with full augmentation through a ``DataLoader`` with 1 and 2 workers,
 
-and two ratios: the stream's overhead over decode + augment done back to back
+(``--mosaic P``: and the detector's stream with ``augment.mosaic_p=P`` and 1 worker,
+against the same stream without mosaics), and two ratios: the stream's overhead over
+decode + augment done back to back
 in one process (target <= 20%), and the 2-worker speed-up (target >= 1.7x; it
 needs two idle cores). The main process and each worker use one thread. CPU
 time per image (read from /proc for the workers) is printed beside each rate:
@@ -35,8 +37,9 @@ import torch  # noqa: E402
 from platelab.data.augment import AugmentConfig, build_augment  # noqa: E402
 from platelab.data.imageio import read_image  # noqa: E402
 from platelab.data.manifest import ManifestImage, load_split, write_manifest  # noqa: E402
-from platelab.data.stream import build_loader  # noqa: E402
+from platelab.data.stream import build_loader, collate_batch  # noqa: E402
 from platelab.geometry import Letterbox, parse_size  # noqa: E402
+from platelab.tasks.detect import collate_detect  # noqa: E402
 
 
 def make_dataset(root: Path, count: int, w: int, h: int, seed: int = 0) -> Path:
@@ -112,9 +115,13 @@ def measure(fn, n: int) -> Speed:
     return Speed(n / wall, 0.0, cpu / n * 1000)
 
 
-def stream_speed(root: Path, batch: int, workers: int, count: int) -> Speed:
+def stream_speed(
+    root: Path, batch: int, workers: int, count: int, augment: AugmentConfig | None = None,
+    collate_fn=collate_batch,
+) -> Speed:  # fmt: skip
     """One epoch after a warm-up epoch (which starts the persistent workers)."""
-    loader = build_loader(root, "train", batch, workers=workers, augment=AugmentConfig(), seed=0)
+    loader = build_loader(root, "train", batch, workers=workers, augment=augment or AugmentConfig(),
+                          seed=0, collate_fn=collate_fn)  # fmt: skip
     stream = loader.dataset
     stream.set_epoch(0)
     for _ in loader:
@@ -136,6 +143,8 @@ def main() -> None:
     ap.add_argument("--count", type=int, default=200, help="images in the generated dataset")
     ap.add_argument("--size", default="640x480", help="canvas WxH")
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--mosaic", type=float, default=0.0,
+                    help="also time the detector's stream at augment.mosaic_p=P (1 worker)")  # fmt: skip
     args = ap.parse_args()
     w, h = parse_size(args.size)
     load = os.getloadavg()[0]
@@ -153,6 +162,10 @@ def main() -> None:
         augment = measure(lambda: [aug(im, m.boxes_xyxy, m.corners) for im, m in pairs], len(paths))
         one = stream_speed(root, args.batch, 1, args.count)
         two = stream_speed(root, args.batch, 2, args.count)
+        if args.mosaic > 0:
+            plain = stream_speed(root, args.batch, 1, args.count, AugmentConfig(), collate_detect)
+            mosaics = stream_speed(root, args.batch, 1, args.count,
+                                   AugmentConfig(mosaic_p=args.mosaic), collate_detect)  # fmt: skip
 
     print(
         f"{args.count} images {w}x{h}, batch {args.batch}; 1 thread in the main process and "
@@ -164,6 +177,11 @@ def main() -> None:
         print(f"{name:20s} {sp.img_per_s:8.1f} {'-':>19s} {sp.main_cpu_ms:17.2f}")
     for name, sp in [("stream, 1 worker", one), ("stream, 2 workers", two)]:
         print(f"{name:20s} {sp.img_per_s:8.1f} {sp.cpu_ms:19.2f} {sp.main_cpu_ms:17.2f}")
+    if args.mosaic > 0:
+        for name, sp in [("detector stream", plain), (f"  mosaic_p={args.mosaic:g}", mosaics)]:
+            print(f"{name:20s} {sp.img_per_s:8.1f} {sp.cpu_ms:19.2f} {sp.main_cpu_ms:17.2f}")
+        print(f"mosaics cost {mosaics.cpu_ms / plain.cpu_ms:.2f}x the worker CPU per sample "
+              f"({plain.img_per_s / mosaics.img_per_s:.2f}x wall), 1 worker")  # fmt: skip
     overhead = (1 / one.img_per_s) / (1 / decode.img_per_s + 1 / augment.img_per_s) - 1
     cpu_overhead = (one.cpu_ms + one.main_cpu_ms) / (decode.main_cpu_ms + augment.main_cpu_ms) - 1
     print(f"stream overhead   {overhead:7.1%} wall, {cpu_overhead:7.1%} CPU   (target <= 20%)")
