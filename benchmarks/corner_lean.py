@@ -11,6 +11,9 @@ wide that it finds (best box overlap), compares its 4 corners with the truth:
   least-squares slope of the predicted lean on the true lean: 1 when the corners
   follow it, 0 when they stand upright whatever the plate does.
 
+``--second-look`` takes the corners after :class:`~platelab.infer.reader.PlateReader`'s
+second look (the detector again on a window around each plate, cut from the photo).
+
     python benchmarks/corner_lean.py
     python benchmarks/corner_lean.py --detector runs/detect_transfer/run --scenes 300
 """
@@ -27,6 +30,7 @@ from tqdm import tqdm
 from platelab.data.synth.scenes import SceneConfig, render_scene
 from platelab.infer.defaults import default_model
 from platelab.infer.predictor import Predictor
+from platelab.infer.reader import PlateReader
 
 SEED = 4242  # no training run renders with it
 
@@ -52,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--scenes", type=int, default=150)
     p.add_argument("--min-width", type=float, default=60.0, help="plates at least this wide (px)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--second-look", action="store_true", help="the reader's refined corners")
     p.add_argument("--out", type=Path, default=None, help="write corner_lean.json here")
     args = p.parse_args(argv)
     detector = Predictor(args.detector or default_model("detect", "torch"), threads=args.threads)
+    reader = PlateReader(detector, threads=args.threads) if args.second_look else None
     cfg = SceneConfig(kinds={"closeup": 1.0}, negative_rate=0.0)
     rows = []
     for i in tqdm(range(args.scenes), desc="scenes", leave=False):
@@ -63,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         if not plates:
             continue
         det = detector.predict([scene.image])[0]
+        if reader is not None:
+            det = reader.refine_all([scene.image], [det])[0]
         for plate in plates:
             ious = [box_iou(d.box_xyxy, plate.box_xyxy) for d in det.plates]
             if not ious or max(ious) < 0.5:

@@ -16,7 +16,7 @@ there (re-run it to evaluate again), so an interrupted run continues.
 ``--closeups N`` adds N scenes of close-up-heavy layouts (:data:`CLOSE_KINDS`, seed + 1)
 to the default mix; ``--ignore-below``, ``--shear``, ``--mosaic`` and ``--corner-weight``
 set ``loss.ignore_below``, ``augment.shear_deg``, ``augment.mosaic_p`` and
-``loss.corner_weight``.
+``loss.corner_weight``; ``--weights`` starts from a detector's weights (fine-tuning).
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ def overrides(args: argparse.Namespace, dataset: Path, run: Path) -> list[str]:
         f"augment.mosaic_p={args.mosaic}",
         f"loss.corner_weight={args.corner_weight}",
         "exist_ok=true",
+        *([f"weights={args.weights}"] if args.weights else []),
     ]
 
 
@@ -91,6 +92,8 @@ def main() -> None:
     p.add_argument("--mosaic", type=float, default=0.0,
                    help="augment.mosaic_p: share of training samples that are 4-image mosaics")  # fmt: skip
     p.add_argument("--corner-weight", type=float, default=1.0, help="loss.corner_weight")
+    p.add_argument("--weights", type=Path, default=None,
+                   help="start from these weights (a detector checkpoint: fine-tune it)")  # fmt: skip
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint", default="best", choices=["best", "last"])
