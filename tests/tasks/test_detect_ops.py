@@ -245,3 +245,57 @@ def test_two_plate_image_trains_to_find_both():
     match = ious.argmax(dim=1)
     err = (out["corners"][0, :2] - corners[match]).norm(dim=-1).mean()
     assert err < 2.0
+
+
+def _leaning_quad(cx: float, cy: float, w: float, h: float, lean_deg: float) -> torch.Tensor:
+    """TL, TR, BR, BL of a ``w x h`` plate whose sides lean ``lean_deg`` (top to the right)."""
+    d = h * math.tan(math.radians(lean_deg)) / 2
+    return torch.tensor(
+        [[cx - w / 2 + d, cy - h / 2], [cx + w / 2 + d, cy - h / 2],
+         [cx + w / 2 - d, cy + h / 2], [cx - w / 2 - d, cy + h / 2]]
+    )  # fmt: skip
+
+
+def _lean(q: torch.Tensor) -> float:
+    """The mean slant of a quad's left and right sides, degrees."""
+    left = (q[0, 0] - q[3, 0]) / (q[3, 1] - q[0, 1])
+    right = (q[1, 0] - q[2, 0]) / (q[2, 1] - q[1, 1])
+    return math.degrees(math.atan((left + right).item() / 2))
+
+
+def test_corners_learn_a_plates_lean():
+    """Corners are free points, not a box: plates leaning either way (a parallelogram,
+    as a camera above and aside sees them) train to their own lean."""
+    import cv2
+    import numpy as np
+
+    torch.manual_seed(0)
+    leans = (-18.0, -8.0, 9.0, 17.0)
+    images, quads = [], []
+    for i, lean in enumerate(leans):
+        img = np.full((96, 128, 3), 60, np.uint8)
+        q = _leaning_quad(44.0 + 12 * i, 36.0 + 8 * i, 56.0, 18.0, lean)
+        cv2.fillPoly(img, [q.round().int().numpy()], (230, 230, 230))
+        images.append(torch.from_numpy(img).permute(2, 0, 1))
+        quads.append(q)
+    x = torch.stack(images)
+    boxes = [torch.cat([q.min(dim=0).values, q.max(dim=0).values])[None] for q in quads]
+    targets = {"boxes_xyxy": boxes, "corners": [q[None] for q in quads]}
+    model = create_model("dwsep_tiny", task="detect")
+    loss_fn = DetectionLoss()
+    opt = torch.optim.AdamW(model.parameters(), 3e-3)
+    steps = 200
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(steps):
+        loss = loss_fn(model(x), targets)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        schedule.step()
+    model.eval()
+    with torch.no_grad():
+        out = postprocess(model(x), PostprocessConfig(conf=0.2))
+    for i, lean in enumerate(leans):
+        assert out["num"][i] >= 1
+        assert _lean(out["corners"][i, 0]) == pytest.approx(lean, abs=2.0), i
+        assert (out["corners"][i, 0] - quads[i]).norm(dim=-1).mean() < 1.5
