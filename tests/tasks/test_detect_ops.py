@@ -207,6 +207,20 @@ def test_loss_ignores_plates_narrower_than_ignore_below():
         DetectionLoss(ignore_below=-1.0)
 
 
+def _fit(model, images: torch.Tensor, targets: dict, steps: int = 200) -> None:
+    """Fit ``model`` to one batch: AdamW at 3e-3 decayed by a cosine over ``steps``; eval mode."""
+    loss_fn = DetectionLoss()
+    opt = torch.optim.AdamW(model.parameters(), 3e-3)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(steps):
+        loss = loss_fn(model(images), targets)["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        schedule.step()
+    model.eval()
+
+
 def _two_plate_image():
     img = torch.full((1, 3, 96, 128), 60, dtype=torch.uint8)
     boxes = torch.tensor([[10.0, 20.0, 40.0, 30.0], [70.0, 50.0, 120.0, 66.0]])
@@ -224,19 +238,9 @@ def test_two_plate_image_trains_to_find_both():
     model = create_model("dwsep_tiny", task="detect")
     img, boxes, corners = _two_plate_image()
     targets = {"boxes_xyxy": [boxes] * 4, "corners": [corners] * 4}
-    loss_fn = DetectionLoss()
-    opt = torch.optim.AdamW(model.parameters(), 3e-3)
     # 200 steps with a decaying lr: both IoUs reach ~0.98 (120 flat steps left one at
     # 0.72 on an AVX2-only CPU and above 0.8 on another: too close to the line).
-    steps = 200
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(steps):
-        loss = loss_fn(model(img.repeat(4, 1, 1, 1)), targets)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        schedule.step()
-    model.eval()
+    _fit(model, img.repeat(4, 1, 1, 1), targets)
     with torch.no_grad():
         out = postprocess(model(img), PostprocessConfig(conf=0.3))
     assert out["num"].item() == 2
@@ -282,17 +286,7 @@ def test_corners_learn_a_plates_lean():
     boxes = [torch.cat([q.min(dim=0).values, q.max(dim=0).values])[None] for q in quads]
     targets = {"boxes_xyxy": boxes, "corners": [q[None] for q in quads]}
     model = create_model("dwsep_tiny", task="detect")
-    loss_fn = DetectionLoss()
-    opt = torch.optim.AdamW(model.parameters(), 3e-3)
-    steps = 200
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(steps):
-        loss = loss_fn(model(x), targets)["loss"]
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        schedule.step()
-    model.eval()
+    _fit(model, x, targets)
     with torch.no_grad():
         out = postprocess(model(x), PostprocessConfig(conf=0.2))
     for i, lean in enumerate(leans):
