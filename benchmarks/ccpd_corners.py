@@ -39,6 +39,7 @@ from PIL import Image, ImageDraw
 
 from platelab.data.imageio import read_image
 from platelab.data.sources.ccpd import parse_ccpd_name
+from platelab.errors import PlatelabError
 from platelab.infer.reader import PlateReader
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -249,4 +250,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except PlatelabError as e:  # a missing or wrong --detector: one line, exit 2
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from platelab.data.synth.scenes import SceneConfig, render_scene
+from platelab.errors import PlatelabError
 from platelab.infer.defaults import default_model
 from platelab.infer.predictor import Predictor
 from platelab.infer.reader import PlateReader
@@ -109,4 +111,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except PlatelabError as e:  # a missing or wrong --detector: one line, exit 2
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
