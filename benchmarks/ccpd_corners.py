@@ -35,11 +35,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
+from torchvision.ops import box_iou
 
 from platelab.data.imageio import read_image
 from platelab.data.sources.ccpd import parse_ccpd_name
-from platelab.errors import PlatelabError
+from platelab.errors import PlatelabError, one_line
+from platelab.geometry import corners_to_xyxy
 from platelab.infer.reader import PlateReader
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
@@ -135,19 +138,12 @@ def corner_err(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def best_match(plates, annotated: np.ndarray):
-    """The detected plate whose box overlaps the annotated quad's box most."""
-    ax0, ay0 = annotated.min(axis=0)
-    ax1, ay1 = annotated.max(axis=0)
-    best, best_iou = None, 0.0
-    for p in plates:
-        x0, y0, x1, y1 = p.box_xyxy
-        iw = max(0.0, min(x1, ax1) - max(x0, ax0))
-        ih = max(0.0, min(y1, ay1) - max(y0, ay0))
-        inter = iw * ih
-        iou = inter / ((x1 - x0) * (y1 - y0) + (ax1 - ax0) * (ay1 - ay0) - inter)
-        if iou > best_iou:
-            best, best_iou = p, iou
-    return best
+    """The detected plate whose box overlaps the annotated quad's box most (None if none)."""
+    if not plates:
+        return None
+    ious = box_iou(torch.tensor([p.box_xyxy for p in plates]),
+                   torch.from_numpy(corners_to_xyxy(annotated)).float())[:, 0]  # fmt: skip
+    return plates[int(ious.argmax())] if ious.max() > 0 else None
 
 
 def draw(rgb: np.ndarray, quads: dict[str, np.ndarray], zoom: int = 2) -> Image.Image:
@@ -253,5 +249,5 @@ if __name__ == "__main__":
     try:
         raise SystemExit(main())
     except PlatelabError as e:  # a missing or wrong --detector: one line, exit 2
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
         raise SystemExit(2) from None

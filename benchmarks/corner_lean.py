@@ -26,10 +26,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
+from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from platelab.data.synth.scenes import SceneConfig, render_scene
-from platelab.errors import PlatelabError
+from platelab.errors import PlatelabError, one_line
 from platelab.infer.defaults import default_model
 from platelab.infer.predictor import Predictor
 from platelab.infer.reader import PlateReader
@@ -43,13 +45,6 @@ def lean_deg(quad: np.ndarray) -> float:
     left = (quad[0, 0] - quad[3, 0]) / (quad[3, 1] - quad[0, 1])
     right = (quad[1, 0] - quad[2, 0]) / (quad[2, 1] - quad[1, 1])
     return float(np.degrees(np.arctan((left + right) / 2)))
-
-
-def box_iou(a, b) -> float:
-    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = iw * ih
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,10 +69,13 @@ def main(argv: list[str] | None = None) -> int:
         if reader is not None:
             det = reader.refine_all([scene.image], [det])[0]
         for plate in plates:
-            ious = [box_iou(d.box_xyxy, plate.box_xyxy) for d in det.plates]
-            if not ious or max(ious) < 0.5:
+            if not det.plates:
                 continue
-            pred = det.plates[int(np.argmax(ious))].quad().astype(np.float64)
+            ious = box_iou(torch.tensor([d.box_xyxy for d in det.plates]),
+                           torch.tensor([plate.box_xyxy]))[:, 0]  # fmt: skip
+            if ious.max() < 0.5:
+                continue
+            pred = det.plates[int(ious.argmax())].quad().astype(np.float64)
             true = plate.corners.astype(np.float64)
             err = float(np.linalg.norm(pred - true, axis=1).mean())
             rows.append((lean_deg(true), lean_deg(pred), err, err / np.ptp(true[:, 0])))
@@ -114,5 +112,5 @@ if __name__ == "__main__":
     try:
         raise SystemExit(main())
     except PlatelabError as e:  # a missing or wrong --detector: one line, exit 2
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(str(e))}", file=sys.stderr)
         raise SystemExit(2) from None
