@@ -14,11 +14,14 @@ can be split into the detector's error and the gap between the two conventions:
   sides' intersections as corners. JPEG's 2x2 chroma makes this good to about 1 px;
 * **detector**: the detector's corners for the plate (the best-IoU detection), once
   from the photo and once after :class:`~platelab.infer.reader.PlateReader`'s second
-  look.
+  look;
+* **corner model**: the reader's corner stage after the second look
+  (:mod:`platelab.models.corner_refiner`, the shipped one unless ``--corner-model``).
 
 It prints the mean corner distance (photo pixels) between each pair, the annotated
 quad's outward offset per side from the plate edge, and draws each plate's corner
-regions: annotated (red), plate edge (cyan), detector (yellow).
+regions: annotated (red), plate edge (cyan), detector after the second look (yellow),
+corner model (green).
 
     python benchmarks/ccpd_corners.py --out runs/ccpd_corners
     python benchmarks/ccpd_corners.py --detector runs/detect/best_model_epoch_20.pth
@@ -148,7 +151,8 @@ def best_match(plates, annotated: np.ndarray):
 
 def draw(rgb: np.ndarray, quads: dict[str, np.ndarray], zoom: int = 2) -> Image.Image:
     """The plate's crop, ``zoom`` times, with each quad's outline in its colour."""
-    colours = {"annotated": (255, 40, 40), "plate edge": (0, 230, 255), "detector": (255, 230, 0)}
+    colours = {"annotated": (255, 40, 40), "plate edge": (0, 230, 255),
+               "detector": (255, 230, 0), "corner model": (60, 255, 60)}  # fmt: skip
     allq = np.concatenate(list(quads.values()))
     m = 12
     x0, y0 = np.floor(allq.min(axis=0)).astype(int) - m
@@ -184,12 +188,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--detector", default=None, help="a detector (default: the shipped weights)")
     p.add_argument("--out", type=Path, default=Path("runs/ccpd_corners"))
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--corner-model", default=None, help="the corner stage (default: shipped)")
     args = p.parse_args(argv)
     photos = sorted((args.real / "ccpd_base").glob("*.jpg"))
     if not photos:
         print(f"error: no ccpd_base photos under {args.real}", file=sys.stderr)
         return 2
-    reader = PlateReader(args.detector, threads=args.threads)
+    reader = PlateReader(args.detector, threads=args.threads, corner_model=args.corner_model)
     rows, tiles = [], []
     for path in photos:
         rgb = read_image(path)
@@ -197,13 +202,14 @@ def main(argv: list[str] | None = None) -> int:
         edge = plate_edge_quad(rgb, annotated)
         first = reader.detector.predict([rgb])[0]
         second = reader.refine_all([rgb], [first])[0]
+        third = reader.refine_corners([rgb], [second])[0]
         row = {"photo": path.name, "plate_width_px": round(float(np.ptp(annotated[:, 0])), 1)}
         quads = {"annotated": annotated}
         if edge is not None:
             quads["plate edge"] = edge
             row["annotated_vs_edge_px"] = corner_err(annotated, edge)
             row["annotated_outward_px"] = [round(v, 1) for v in outward_offsets(annotated, edge)]
-        for name, det in (("first", first), ("second", second)):
+        for name, det in (("first", first), ("second", second), ("model", third)):
             match = best_match(det.plates, annotated)
             if match is None:
                 continue
@@ -211,13 +217,14 @@ def main(argv: list[str] | None = None) -> int:
             row[f"{name}_vs_annotated_px"] = corner_err(q, annotated)
             if edge is not None:
                 row[f"{name}_vs_edge_px"] = corner_err(q, edge)
-            if name == "second":
-                quads["detector"] = q
+            if name in ("second", "model"):
+                quads["detector" if name == "second" else "corner model"] = q
         rows.append(row)
         tiles.append(draw(rgb, quads))
     args.out.mkdir(parents=True, exist_ok=True)
     keys = ("annotated_vs_edge_px", "first_vs_annotated_px", "first_vs_edge_px",
-            "second_vs_annotated_px", "second_vs_edge_px")  # fmt: skip
+            "second_vs_annotated_px", "second_vs_edge_px", "model_vs_annotated_px",
+            "model_vs_edge_px")  # fmt: skip
     summary = {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys
                if any(k in r for r in rows)}  # fmt: skip
     sides = np.array([r["annotated_outward_px"] for r in rows if "annotated_outward_px" in r])
@@ -230,12 +237,12 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "corners.json").write_text(json.dumps({"summary": summary, "plates": rows},
                                                       indent=2))  # fmt: skip
     sheet_of(tiles).save(args.out / "corners.jpg", quality=90)
-    print(f"{'photo':<28} {'width':>6} {'ann-edge':>9} {'det-ann':>8} {'det-edge':>9} "
-          f"{'look2-ann':>10} {'look2-edge':>11}")  # fmt: skip
+    heads = ("ann-edge", "det-ann", "det-edge", "look2-ann", "look2-edge", "model-ann",
+             "model-edge")  # fmt: skip
+    print(f"{'photo':<28} {'width':>6} " + " ".join(f"{h:>10}" for h in heads))
     for r in rows:
-        cells = [f"{r.get(k, float('nan')):.1f}" for k in keys]
-        print(f"{r['photo'][:28]:<28} {r['plate_width_px']:>6.0f} {cells[0]:>9} {cells[1]:>8} "
-              f"{cells[2]:>9} {cells[3]:>10} {cells[4]:>11}")  # fmt: skip
+        cells = " ".join(f"{r.get(k, float('nan')):>10.1f}" for k in keys)
+        print(f"{r['photo'][:28]:<28} {r['plate_width_px']:>6.0f} {cells}")
     print("mean corner distance (photo px):",
           ", ".join(f"{k} {v:.1f}" for k, v in summary.items() if isinstance(v, float)))  # fmt: skip
     if len(sides):

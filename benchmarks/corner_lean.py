@@ -12,10 +12,13 @@ wide that it finds (best box overlap), compares its 4 corners with the truth:
   follow it, 0 when they stand upright whatever the plate does.
 
 ``--second-look`` takes the corners after :class:`~platelab.infer.reader.PlateReader`'s
-second look (the detector again on a window around each plate, cut from the photo).
+second look (the detector again on a window around each plate, cut from the photo);
+``--corner-model [PATH]`` then those of the reader's corner stage
+(:mod:`platelab.models.corner_refiner`).
 
     python benchmarks/corner_lean.py
     python benchmarks/corner_lean.py --detector runs/detect_transfer/run --scenes 300
+    python benchmarks/corner_lean.py --second-look --corner-model
 """
 
 from __future__ import annotations
@@ -54,10 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-width", type=float, default=60.0, help="plates at least this wide (px)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--second-look", action="store_true", help="the reader's refined corners")
+    p.add_argument("--corner-model", nargs="?", const="default", default=None,
+                   help="then the corner stage (no value: the shipped one)")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help="write corner_lean.json here")
     args = p.parse_args(argv)
     detector = Predictor(args.detector or default_model("detect", "torch"), threads=args.threads)
-    reader = PlateReader(detector, threads=args.threads) if args.second_look else None
+    corner_model = None if args.corner_model in (None, "default") else args.corner_model
+    reader = PlateReader(detector, threads=args.threads, corner_model=corner_model)
     cfg = SceneConfig(kinds={"closeup": 1.0}, negative_rate=0.0)
     rows = []
     for i in tqdm(range(args.scenes), desc="scenes", leave=False):
@@ -66,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         if not plates:
             continue
         det = detector.predict([scene.image])[0]
-        if reader is not None:
+        if args.second_look:
             det = reader.refine_all([scene.image], [det])[0]
+        if args.corner_model is not None:
+            det = reader.refine_corners([scene.image], [det])[0]
         for plate in plates:
             if not det.plates:
                 continue

@@ -10,10 +10,12 @@ on
 and scores, per true plate: **found** (a reading whose box has IoU >= 0.5 with it,
 each reading matched once, best IoU first) and **text right** (that reading's text
 equals the truth exactly). Then it times ``read`` on 1280x720 JPEG frames (synthetic
-dashcam scenes): decode, detect (with the second look for corners), crop, read and
-draw, in torch and in onnxruntime, at the given threads.
+dashcam scenes): decode, detect (with the second look for corners), the corner model,
+crop, read and draw, in torch and in onnxruntime, at the given threads. On synthetic
+scenes it also gives the found plates' mean corner error (their corners are exact).
 
     python benchmarks/read_e2e.py --threads 2 --out runs/read_e2e
+    python benchmarks/read_e2e.py --no-corner-model --frames 0   # the detector's corners
 """
 
 from __future__ import annotations
@@ -59,12 +61,19 @@ def match(truths: list[dict], readings) -> list[dict]:
 
 
 def rates(rows: list[dict]) -> dict:
+    """Found and text-right rates; the found plates' mean corner error where known (in
+    pixels and as a share of the plate's width)."""
     n = len(rows)
-    return {
+    out = {
         "plates": n,
         "found": round(sum(r["found"] for r in rows) / n, 3) if n else float("nan"),
         "text_right": round(sum(r["right"] for r in rows) / n, 3) if n else float("nan"),
     }
+    known = [r for r in rows if "corner_px" in r]
+    if known:
+        out["corner_error_px"] = round(float(np.mean([r["corner_px"] for r in known])), 2)
+        out["corner_error_of_width"] = round(float(np.mean([r["corner_rel"] for r in known])), 4)
+    return out
 
 
 def real_ccpd(reader: PlateReader, root: Path) -> tuple[dict, list]:
@@ -91,8 +100,12 @@ def synthetic(reader: PlateReader, n: int, seed: int) -> dict:
         scene = render_scene((seed, i))
         result = reader(scene.image)
         truths = [{"box": p.box_xyxy, "text": p.text} for p in scene.plates]
-        for t, m in zip(truths, match(truths, result.plates), strict=True):
-            rows.append(dict(m, width=t["box"][2] - t["box"][0]))
+        for plate, t, m in zip(scene.plates, truths, match(truths, result.plates), strict=True):
+            width = t["box"][2] - t["box"][0]
+            if m["found"]:
+                err = np.linalg.norm(m["corners"] - plate.corners, axis=1).mean()
+                m = dict(m, corner_px=float(err), corner_rel=float(err / max(width, 1.0)))
+            rows.append(dict(m, width=width))
     out = {"all": rates(rows)}
     for lo, hi, name in SIZE_BUCKETS:
         out[name] = rates([r for r in rows if lo <= r["width"] < hi])
@@ -126,12 +139,16 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=40, help="1280x720 frames to time")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--corner-model", type=Path, help="the corner stage (default: shipped)")
+    p.add_argument("--no-corner-model", action="store_true", help="the detector's corners")
     args = p.parse_args()
+    corners = False if args.no_corner_model else args.corner_model
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict = {"threads": args.threads, "batch": args.batch}
 
-    reader = PlateReader(args.detector, args.reader, runtime="torch", threads=args.threads)
+    reader = PlateReader(args.detector, args.reader, runtime="torch", threads=args.threads,
+                         corner_model=corners)  # fmt: skip
     print(reader)
     if (args.real / "ccpd_base").is_dir():
         results["ccpd_base"], rows = real_ccpd(reader, args.real / "ccpd_base")
@@ -140,7 +157,7 @@ def main() -> None:
                   f"{'found' if r['found'] else 'missed'} {'right' if r['right'] else ''}")  # fmt: skip
         print(f"ccpd_base: {results['ccpd_base']}")
         one_look = PlateReader(args.detector, args.reader, runtime="torch", threads=args.threads,
-                               refine=False)  # fmt: skip
+                               refine=False, corner_model=corners)  # fmt: skip
         results["ccpd_base_no_second_look"] = real_ccpd(one_look, args.real / "ccpd_base")[0]
         print(f"ccpd_base without the second look: {results['ccpd_base_no_second_look']}")
     results["synthetic"] = synthetic(reader, args.scenes, args.seed)
@@ -151,10 +168,10 @@ def main() -> None:
         for i in range(args.frames)
     ]
     results["fps_1280x720"] = {}
-    for runtime in ("torch", "onnx"):
+    for runtime in ("torch", "onnx") if frames else ():
         try:
             r = PlateReader(args.detector, args.reader, runtime=runtime, threads=args.threads,
-                            batch_size=args.batch)  # fmt: skip
+                            batch_size=args.batch, corner_model=corners)  # fmt: skip
         except PlatelabError as e:  # a checkpoint runs in torch only; export it to time onnx
             print(f"{runtime}: not timed ({e})")
             continue

@@ -112,11 +112,14 @@ def _export_pipeline(args: argparse.Namespace, photos: list, postprocess) -> int
     done = export_pipeline(
         args.checkpoint, args.reader, args.out, parity_images=photos, postprocess=postprocess,
         input_dtype=args.input_dtype, opset=args.opset,
+        corner_model=False if args.no_corner_model else args.corner_model,
     )  # fmt: skip
     for role in ("detector", "reader"):
         r = done[role]
         print(f"{role}: {r.model} -> {r.path} ({r.size_mb:.1f} MB), parity checked on "
               f"{r.images} {'photos' if r.real_images else 'random inputs'}")  # fmt: skip
+    if done["corners"] is not None:
+        print(f"corner model -> {done['corners']}, parity checked on random windows")
     print(f"pipeline manifest: {done['manifest']} (platelab read SOURCE --pipeline {args.out})")
     return 0
 
@@ -194,6 +197,10 @@ def add_commands(sub, positive, size) -> None:
         help="the .onnx file (with --reader: a folder for both files and pipeline.json)",
     )  # fmt: skip
     s.add_argument("--reader", type=Path, help="a task=read checkpoint: export the pair")
+    s.add_argument("--corner-model", type=Path,
+                   help="with --reader: the corner stage to export (default: the shipped one)")  # fmt: skip
+    s.add_argument("--no-corner-model", action="store_true",
+                   help="with --reader: a pipeline without the corner stage")  # fmt: skip
     s.add_argument("--input-dtype", default="uint8", choices=["uint8", "float32"])
     s.add_argument(
         "--parity-images", type=Path, nargs="+", metavar="FILE_OR_DIR",

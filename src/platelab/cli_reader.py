@@ -8,6 +8,13 @@ from pathlib import Path
 from platelab.errors import PlatelabError
 
 
+def _corner_model(args: argparse.Namespace) -> Path | bool | None:
+    """``--corner-model PATH`` / ``--no-corner-model`` -> PlateReader's ``corner_model``."""
+    if args.no_corner_model and args.corner_model is not None:
+        raise PlatelabError("give --corner-model or --no-corner-model, not both")
+    return False if args.no_corner_model else args.corner_model
+
+
 def cmd_read(args: argparse.Namespace) -> int:
     from platelab.infer.read_run import run_read, summary_lines
 
@@ -25,6 +32,7 @@ def cmd_read(args: argparse.Namespace) -> int:
         threads=args.threads,
         device=args.device,
         refine=not args.no_refine,
+        corner_model=_corner_model(args),
         save=not args.no_save,
         max_frames=args.max_frames,
     )
@@ -44,10 +52,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ) from None
 
     if args.pipeline is not None:
-        reader = PlateReader.from_pipeline(args.pipeline, threads=args.threads, conf=args.conf)
+        reader = PlateReader.from_pipeline(args.pipeline, threads=args.threads, conf=args.conf,
+                                           corner_model=_corner_model(args))  # fmt: skip
     else:
         reader = PlateReader(args.detector, args.reader, runtime=args.runtime,
-                             threads=args.threads, conf=args.conf)  # fmt: skip
+                             threads=args.threads, conf=args.conf,
+                             corner_model=_corner_model(args))  # fmt: skip
     run_server(reader, host=args.host, port=args.port, max_bytes=args.max_mb * 2**20)
     return 0
 
@@ -76,6 +86,13 @@ def cmd_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def _corner_args(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--corner-model", type=Path,
+                   help="the corner stage's checkpoint (default: the shipped one)")  # fmt: skip
+    s.add_argument("--no-corner-model", action="store_true",
+                   help="keep the detector's corners (no corner stage)")  # fmt: skip
+
+
 def add_commands(sub, positive) -> None:
     """Register ``read``, ``serve`` and ``weights`` on the ``platelab`` subparsers."""
     s = sub.add_parser("read", help="read plate texts in photos, folders, videos, streams")
@@ -94,6 +111,7 @@ def add_commands(sub, positive) -> None:
     s.add_argument("--device", default="cpu")
     s.add_argument("--max-frames", type=positive, help="stop a video or stream after N frames")
     s.add_argument("--no-refine", action="store_true", help="one detector look per photo")
+    _corner_args(s)
     s.add_argument("--no-save", action="store_true", help="only write the jsonl files")
     s.set_defaults(func=cmd_read)
 
@@ -107,6 +125,7 @@ def add_commands(sub, positive) -> None:
     s.add_argument("--conf", type=float, help="detection score to read a plate (0.25)")
     s.add_argument("--threads", type=positive, help="CPU threads (default: torch's)")
     s.add_argument("--max-mb", type=positive, default=10, help="largest upload, MB")
+    _corner_args(s)
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("weights", help="the default weights shipped with platelab")

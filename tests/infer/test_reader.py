@@ -18,6 +18,12 @@ from platelab.data.synth.plates import render_plate
 from platelab.infer.defaults import default_weights, list_weights
 from platelab.infer.predictor import DetectionResult, PlateBox
 from platelab.infer.reader import PlateReader, quad_aspect
+from platelab.models.corner_refiner import (
+    WINDOW_SIZE,
+    CornerRefiner,
+    OnnxCornerModel,
+    window_around,
+)
 from platelab.tasks.read import TextPrediction
 
 
@@ -55,8 +61,8 @@ class _FakeDetector:
         return out
 
 
-def _reader(detector, recognizer, refine=False) -> PlateReader:
-    return PlateReader(detector, recognizer, refine=refine)  # type: ignore[arg-type]
+def _reader(detector, recognizer, refine=False, corner_model=False) -> PlateReader:
+    return PlateReader(detector, recognizer, refine=refine, corner_model=corner_model)  # type: ignore[arg-type]
 
 
 def test_quad_aspect_by_hand():
@@ -101,6 +107,52 @@ def test_refine_maps_the_second_look_back_to_the_photo():
     assert kept.plates == first.plates
 
 
+class _WindowCorners(CornerRefiner):
+    """A corner model that always answers its window's own corners."""
+
+    def forward(self, images):
+        w, h = WINDOW_SIZE
+        return torch.tensor([[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]]).expand(len(images), 4, 2)
+
+
+def test_the_corner_model_replaces_corners_and_keeps_boxes():
+    box = (100.0, 200.0, 300.0, 260.0)
+    photo = np.zeros((400, 500, 3), np.uint8)
+    plain = _reader(_FakeDetector(box), _FakeRecognizer(0.1))(photo)
+    with_model = _reader(_FakeDetector(box), _FakeRecognizer(0.1),
+                         corner_model=_WindowCorners(width=8))(photo)  # fmt: skip
+    (p0,), (p1,) = plain.plates, with_model.plates
+    assert p0.corners == ((100, 200), (300, 200), (300, 260), (100, 260))  # the detector's
+    np.testing.assert_allclose(p1.corners, window_around(box))
+    assert p1.box_xyxy == p0.box_xyxy and p1.det_score == p0.det_score
+
+
+def test_the_shipped_corner_model_follows_a_leaning_plate():
+    """Plates leaning 10 degrees, given to the corner model as their upright boxes (what a
+    detector whose corners ignore the lean gives): its corners are much nearer the truth."""
+    rng = np.random.default_rng(7)
+    reader = _reader(_FakeDetector((0, 0, 1, 1)), _FakeRecognizer(0.1), corner_model=None)
+    box_err, model_err = [], []
+    for i, style in enumerate(["cn_blue", "eu", "us", "cn_green", "cn_yellow", "cn_blue"]):
+        img = np.empty((360, 480, 3), np.uint8)
+        img[:] = rng.integers(30, 200, 3)
+        plate = render_plate(style, rng, 200)
+        ph, pw = plate.rgb.shape[:2]
+        lean = np.tan(np.radians(10 if i % 2 else -10)) * ph
+        quad = np.array([[140 + lean, 150], [140 + pw + lean, 150], [140 + pw, 150 + ph],
+                         [140, 150 + ph]], np.float64)  # fmt: skip
+        warp_into(img, plate.rgb, plate.alpha, plate_homography(pw, ph, quad))
+        (x0, y0), (x1, y1) = quad.min(0), quad.max(0)
+        upright = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]])
+        det = DetectionResult([PlateBox((x0, y0, x1, y1), tuple(map(tuple, upright)), 0.9)],
+                              480, 360)  # fmt: skip
+        (found,) = reader.refine_corners([img], [det])[0].plates
+        box_err.append(np.linalg.norm(upright - quad, axis=1).mean())
+        model_err.append(np.linalg.norm(np.asarray(found.corners) - quad, axis=1).mean())
+    assert np.mean(model_err) < 0.4 * np.mean(box_err), (model_err, box_err)
+    assert np.mean(model_err) < 3.0  # pixels, on 200-px plates
+
+
 def test_a_model_of_the_wrong_task_is_refused():
     from platelab.errors import PlatelabError
 
@@ -111,7 +163,7 @@ def test_a_model_of_the_wrong_task_is_refused():
 # -- the shipped weights -----------------------------------------------------------------------
 def test_default_weights_are_listed_and_load_with_weights_only():
     rows = {r["task"]: r for r in list_weights() if r["default"]}
-    assert set(rows) == {"detect", "read"}
+    assert set(rows) == {"detect", "read", "corners"}
     for task, row in rows.items():
         assert row["path"] == default_weights(task) and 0.1 < row["mb"] < 10
         state = torch.load(row["path"], map_location="cpu", weights_only=True)
@@ -186,6 +238,9 @@ def test_read_command_on_a_folder_with_bad_files(tmp_path, capsys):
     (["read", "rtsp://127.0.0.1:9/x"], "cannot open stream"),     # a stream that does not answer
     (["read", "{src}", "--conf", "2"], "conf must be within 0..1"),
     (["read", "{src}", "--detector", "{src}/a.jpg"], "cannot tell what"),
+    (["read", "{src}", "--corner-model", "{src}/none.pth"], "checkpoint not found"),
+    (["read", "{src}", "--corner-model", "{src}/a.jpg"], "not a platelab checkpoint"),
+    (["read", "{src}", "--corner-model", "x.pth", "--no-corner-model"], "not both"),
 ])  # fmt: skip
 def test_read_command_bad_input_is_one_line(tmp_path, capsys, argv, message):
     src = tmp_path / "s"
@@ -235,14 +290,23 @@ def test_pipeline_export_reads_like_torch(tmp_path, default_reader):
                  str(default_weights("read")), "--out", str(out)]) == 0  # fmt: skip
     manifest = json.loads((out / "pipeline.json").read_text())
     assert manifest["detector"] == "detector.onnx" and manifest["reader_model"] == "crnn"
+    assert manifest["corners"] == "corners.onnx"
     onnx_reader = PlateReader.from_pipeline(out)
     assert onnx_reader.backend == "onnx"
+    assert isinstance(onnx_reader.corner_model, OnnxCornerModel)
     for seed in range(3):
         img, _ = _scene([("cn_blue", 100, 180, 240)], seed=10 + seed)
         got, want = onnx_reader(img), default_reader(img)
         assert got.texts == want.texts
         for p, q in zip(got.plates, want.plates, strict=True):
             assert np.abs(np.subtract(p.box_xyxy, q.box_xyxy)).max() < 2.0
+            assert np.abs(np.subtract(p.corners, q.corners)).max() < 2.0
+    # without the corner stage: no corners.onnx, and the reader keeps the detector's corners
+    assert main(["export", str(default_weights("detect")), "--reader",
+                 str(default_weights("read")), "--out", str(out), "--no-corner-model"]) == 0  # fmt: skip
+    assert "corners" not in json.loads((out / "pipeline.json").read_text())
+    assert not (out / "corners.onnx").exists()
+    assert PlateReader.from_pipeline(out).corner_model is None
 
 
 def test_read_runtime_onnx_exports_the_defaults_once_into_the_cache(tmp_path, monkeypatch, capsys):
@@ -253,7 +317,11 @@ def test_read_runtime_onnx_exports_the_defaults_once_into_the_cache(tmp_path, mo
     argv = ["read", str(tmp_path / "car.jpg"), "--runtime", "onnx", "--no-save"]
     assert main([*argv, "--out", str(tmp_path / "o1")]) == 0
     files = sorted((tmp_path / "cache" / "onnx").glob("*.onnx"))
-    assert [f.name.split("-")[0] for f in files] == ["plate_detector", "plate_reader"]
+    assert [f.name.split("-")[0] for f in files] == [
+        "plate_corners",
+        "plate_detector",
+        "plate_reader",
+    ]
     stamps = [f.stat().st_mtime_ns for f in files]
     assert main([*argv, "--out", str(tmp_path / "o2")]) == 0
     assert [f.stat().st_mtime_ns for f in files] == stamps  # reused, not exported again

@@ -64,7 +64,7 @@ def list_weights() -> list[dict[str, Any]]:
 
 
 def default_weights(task: str) -> Path:
-    """The shipped checkpoint for ``task`` (``detect`` or ``read``)."""
+    """The shipped checkpoint for ``task`` (``detect``, ``read`` or ``corners``)."""
     index = _index()
     name = index.get("defaults", {}).get(task)
     if name is None:
@@ -92,7 +92,12 @@ def default_onnx(task: str) -> Path:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp.onnx")
         try:
-            export_checkpoint(pth, tmp)
+            if task == "corners":  # the corner stage has its own, smaller export
+                from platelab.models.corner_refiner import export_corner_model, load_refiner
+
+                export_corner_model(load_refiner(pth), tmp)
+            else:
+                export_checkpoint(pth, tmp)
             os.replace(tmp, out)  # atomic: a concurrent first use sees one whole file
         finally:
             tmp.unlink(missing_ok=True)

@@ -1,12 +1,14 @@
 """``platelab export DETECTOR --reader READER --out DIR``: the reader as two ONNX files.
 
 Writes ``DIR/detector.onnx`` (post-processing in the graph), ``DIR/reader.onnx``
-(logits and positions; decoded in numpy with the charset in its metadata) and
-``DIR/pipeline.json``, the manifest :meth:`platelab.infer.reader.PlateReader.from_pipeline`
-and ``platelab read --pipeline DIR`` read::
+(logits and positions; decoded in numpy with the charset in its metadata),
+``DIR/corners.onnx`` (the corner stage, :mod:`platelab.models.corner_refiner`; left out
+with ``corner_model=False``) and ``DIR/pipeline.json``, the manifest
+:meth:`platelab.infer.reader.PlateReader.from_pipeline` and ``platelab read --pipeline
+DIR`` read::
 
     {"format": "platelab-pipeline", "version": 1,
-     "detector": "detector.onnx", "reader": "reader.onnx",
+     "detector": "detector.onnx", "reader": "reader.onnx", "corners": "corners.onnx",
      "detector_model": "dwsep_small", "reader_model": "crnn",
      "canvas": [320, 240], "crop_size": [128, 32], "conf": 0.25}
 
@@ -26,6 +28,7 @@ from platelab.errors import PlatelabError
 from platelab.infer.reader import PIPELINE
 
 FORMAT = "platelab-pipeline"
+CORNERS = "corners.onnx"
 
 
 def export_pipeline(
@@ -35,15 +38,18 @@ def export_pipeline(
     *,
     parity_images: Any = (),
     postprocess: Any = None,
+    corner_model: Path | str | bool | None = None,
     **export_kwargs: Any,
 ) -> dict[str, Any]:
     """Export a ``task=detect`` and a ``task=read`` checkpoint into the folder ``out``.
 
     ``parity_images`` (photos) and ``postprocess`` go to the detector's export; the
-    other keyword arguments (``input_dtype``, ``opset``, ...) to both.
+    other keyword arguments (``input_dtype``, ``opset``, ...) to both. ``corner_model``:
+    the corner stage's checkpoint (None: the shipped one; False: none).
 
     Returns:
-        ``{"manifest": path, "detector": ExportReport, "reader": ExportReport}``.
+        ``{"manifest": path, "detector": ExportReport, "reader": ExportReport,
+        "corners": path or None}``.
 
     Raises:
         PlatelabError: a checkpoint of the wrong task, ``out`` an existing file, or
@@ -65,11 +71,22 @@ def export_pipeline(
     det = export_checkpoint(detector, out / "detector.onnx", parity_images=parity_images,
                             postprocess=postprocess, **export_kwargs)  # fmt: skip
     rec = export_checkpoint(reader, out / "reader.onnx", **export_kwargs)
+    corners = None
+    if corner_model is not False:
+        from platelab.infer.defaults import default_weights
+        from platelab.models.corner_refiner import export_corner_model, load_refiner
+
+        spec = default_weights("corners") if corner_model in (None, True) else corner_model
+        corners = export_corner_model(load_refiner(spec), out / CORNERS,
+                                      opset=export_kwargs.get("opset"))  # fmt: skip
+    else:
+        (out / CORNERS).unlink(missing_ok=True)  # not one from an earlier export
     manifest = {
         "format": FORMAT,
         "version": 1,
         "detector": "detector.onnx",
         "reader": "reader.onnx",
+        **({"corners": CORNERS} if corners is not None else {}),
         "detector_model": det.model,
         "reader_model": rec.model,
         "canvas": list(det.canvas),
@@ -77,4 +94,4 @@ def export_pipeline(
         "conf": (det.postprocess or {}).get("conf"),
     }
     atomic_write_bytes(out / PIPELINE, (json.dumps(manifest, indent=2) + "\n").encode())
-    return {"manifest": out / PIPELINE, "detector": det, "reader": rec}
+    return {"manifest": out / PIPELINE, "detector": det, "reader": rec, "corners": corners}

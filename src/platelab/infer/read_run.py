@@ -287,6 +287,7 @@ def run_read(
     threads: int | None = None,
     device: str = "cpu",
     refine: bool = True,
+    corner_model: str | Path | bool | None = None,
     save: bool = True,
     max_frames: int | None = None,
     progress: bool = True,
@@ -299,6 +300,8 @@ def run_read(
             default weights). pipeline: a folder from ``platelab export --reader``.
         runtime: ``torch``, ``onnx`` or ``auto``.
         conf: detection score at or above which a plate is read (default 0.25).
+        refine, corner_model: the second look and the corner stage
+            (:class:`~platelab.infer.reader.PlateReader`).
         save: write drawn images or video (else only the jsonl files).
         max_frames: read at most this many frames of a video or stream.
 
@@ -336,7 +339,7 @@ def run_read(
         _check_out(Path(source), out, kind, save)
     if reader is None:
         common = dict(conf=conf, device=device, threads=threads, batch_size=batch_size,
-                      refine=refine)  # fmt: skip
+                      refine=refine, corner_model=corner_model)  # fmt: skip
         if pipeline is not None:
             reader = PlateReader.from_pipeline(pipeline, **common)
         else:

@@ -25,7 +25,10 @@ takes a second look at a window :data:`REFINE_GROW` plate widths wide around eac
 cut from the full-resolution photo, where the plate is large, and its corners from that
 look replace the first ones (with the shipped weights, the mean corner error on the 6
 ccpd_base photos falls from 17 to 12 px, and 5 plates instead of 3 are read exactly:
-``benchmarks/read_e2e.py``).
+``benchmarks/read_e2e.py``). Then the corner model
+(:mod:`platelab.models.corner_refiner`, ``corner_model``; the shipped one by default)
+finds the 4 corners again in a window around each plate's box, at the plate's own
+resolution: the detector's corners follow a plate's box but hardly its lean.
 
 Two-line plates: a plate's rows are not given by the detector. A plate whose corners
 are at most :data:`SQUAT_ASPECT` times wider than high may be a two-line plate (Chinese
@@ -40,7 +43,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -49,10 +52,14 @@ from torchvision.ops import box_iou, nms
 from platelab.errors import PlatelabError
 from platelab.infer.predictor import DetectionResult, ImageInput, PlateBox, Predictor, to_rgb
 
+if TYPE_CHECKING:
+    from platelab.models.corner_refiner import CornerRefiner, OnnxCornerModel
+
 log = logging.getLogger(__name__)
 
 SQUAT_ASPECT = 2.6  # width / height at or below which a plate is also read as two lines
 REFINE_GROW = 3.0  # the second look's window: this many plate widths around the plate
+CORNER_BATCH = 64  # plates per corner-model pass
 PIPELINE = "pipeline.json"
 RUNTIMES = ("auto", "torch", "onnx")
 
@@ -118,6 +125,29 @@ class ReadResult:
         }
 
 
+def _load_corner_model(
+    spec: Any, device: str, threads: int | None, runtime: str
+) -> CornerRefiner | OnnxCornerModel | None:
+    """``PlateReader``'s ``corner_model``: None/True the shipped one (with ``runtime="onnx"``
+    its export, cached as the other defaults'), False none, a path its checkpoint or
+    ``.onnx`` export, a model itself."""
+    from platelab.models.corner_refiner import CornerRefiner, OnnxCornerModel, load_refiner
+
+    if spec is False:
+        return None
+    if isinstance(spec, CornerRefiner | OnnxCornerModel):
+        return spec
+    if isinstance(spec, str | Path) and Path(spec).suffix.lower() == ".onnx":
+        return OnnxCornerModel(spec, threads)
+    if spec is None or spec is True:
+        from platelab.infer.defaults import default_model
+
+        spec = default_model("corners", runtime)
+        if runtime == "onnx":
+            return OnnxCornerModel(spec, threads)
+    return load_refiner(spec, device)
+
+
 def _box_ious(a: Any, b: Any) -> np.ndarray:
     """``(len(a), len(b))`` IoU of two lists of xyxy boxes (:func:`torchvision.ops.box_iou`)."""
     ta = torch.as_tensor(np.asarray(a, np.float64).reshape(-1, 4))
@@ -148,6 +178,9 @@ class PlateReader:
         device: torch device. threads: intra-op threads (None: the default).
         batch_size: photos per detector pass (plates are read in batches of 16).
         refine: take a second, closer look at each plate for its corners (see above).
+        corner_model: the corner stage: a :class:`CornerRefiner` checkpoint, its ``.onnx``
+            export or the model; None: the shipped one (a pipeline's own); False: none
+            (the detector's corners are kept).
 
     Raises:
         PlatelabError: a model of the wrong task, or one the Predictor refuses.
@@ -164,6 +197,7 @@ class PlateReader:
         threads: int | None = None,
         batch_size: int = 8,
         refine: bool = True,
+        corner_model: Path | str | CornerRefiner | OnnxCornerModel | bool | None = None,
     ) -> None:
         from platelab.infer.defaults import default_model
 
@@ -190,6 +224,7 @@ class PlateReader:
             self.detector.conf = float(conf)
         self.conf = self.detector.conf
         self.refine = bool(refine)
+        self.corner_model = _load_corner_model(corner_model, device, threads, runtime)
 
     @classmethod
     def from_pipeline(cls, folder: Path | str, **kwargs: Any) -> PlateReader:
@@ -199,9 +234,12 @@ class PlateReader:
         try:
             spec = json.loads(manifest.read_text(encoding="utf-8"))
             det, rec = manifest.parent / spec["detector"], manifest.parent / spec["reader"]
+            corners = manifest.parent / spec["corners"] if spec.get("corners") else False
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise PlatelabError(f"{manifest} is not a platelab pipeline manifest ({e})") from None
         kwargs.setdefault("runtime", "onnx")
+        if kwargs.get("corner_model") is None:  # the pipeline's own corner stage, or none
+            kwargs["corner_model"] = corners
         return cls(det, rec, **kwargs)
 
     @property
@@ -226,6 +264,8 @@ class PlateReader:
         dets: list[DetectionResult] = self.detector.predict(images)  # type: ignore[assignment]
         if self.refine:
             dets = self.refine_all(images, dets)
+        if self.corner_model is not None:
+            dets = self.refine_corners(images, dets)
         return self.read_all(images, [d.plates for d in dets])
 
     def refine_plates(self, image: np.ndarray, det: DetectionResult) -> DetectionResult:
@@ -275,6 +315,32 @@ class PlateReader:
                 boxes = torch.tensor([q.box_xyxy for q in plates], dtype=torch.float64)
                 scores = torch.tensor([q.score for q in plates], dtype=torch.float64)
                 plates = [plates[int(i)] for i in nms(boxes, scores, 0.5)]
+            out.append(DetectionResult(plates, det.width, det.height))
+        return out
+
+    def refine_corners(
+        self, images: Sequence[np.ndarray], dets: Sequence[DetectionResult]
+    ) -> list[DetectionResult]:
+        """Each ``det`` with its plates' corners from the corner model (boxes and scores
+        unchanged); ``dets`` as they are without one."""
+        if self.corner_model is None:
+            return list(dets)
+        from platelab.models.corner_refiner import refine_corners_many
+
+        owners = [i for i, det in enumerate(dets) for _ in det.plates]
+        boxes = [p.box_xyxy for det in dets for p in det.plates]
+        quads = []
+        for k in range(0, len(boxes), CORNER_BATCH):
+            chunk = slice(k, k + CORNER_BATCH)
+            imgs = [images[i] for i in owners[chunk]]
+            quads.extend(refine_corners_many(self.corner_model, imgs, boxes[chunk]))
+        out, k = [], 0
+        for det in dets:
+            plates = []
+            for p in det.plates:
+                corners = tuple((float(x), float(y)) for x, y in quads[k])
+                plates.append(PlateBox(box_xyxy=p.box_xyxy, corners=corners, score=p.score))
+                k += 1
             out.append(DetectionResult(plates, det.width, det.height))
         return out
 

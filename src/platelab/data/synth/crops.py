@@ -106,7 +106,7 @@ def render_crop(rng_or_seed, config: CropConfig | None = None) -> PlateCrop:
     lo, hi = np.log(cfg.plate_px[0]), np.log(cfg.plate_px[1])
     plate = render_plate(style, rng, int(round(np.exp(rng.uniform(lo, hi)))))
     if cfg.degrade and rng.random() < 0.25:
-        _dirt(rng, plate.rgb)
+        dirt(rng, plate.rgb)
     ph, pw = plate.rgb.shape[:2]
     rect = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float64)
     boxed = cfg.degrade and rng.random() < cfg.box_p
@@ -114,10 +114,10 @@ def render_crop(rng_or_seed, config: CropConfig | None = None) -> PlateCrop:
     margin = rng.uniform(0.3, 0.9) * ph + 4
     quad += margin - quad.min(0)
     w, h = (int(np.ceil(v)) for v in quad.max(0) + margin)
-    img = _surround(rng, w, h, quad)
+    img = surround(rng, w, h, quad)
     warp_into(img, plate.rgb, plate.alpha, plate_homography(pw, ph, quad))
     if cfg.degrade:
-        img = _camera(rng, img, ph, cfg.sharpen_p)
+        img = camera(rng, img, ph, cfg.sharpen_p)
         quad = quad + _corner_jitter(rng, quad, cfg.jitter)
     if boxed:
         quad = _box_around(rng, quad, img.shape[1], img.shape[0], plate.rows)
@@ -144,7 +144,7 @@ def _pose(
     return out * (pw / max(1.0, np.ptp(out[:, 0])))
 
 
-def _surround(rng: np.random.Generator, w: int, h: int, quad: np.ndarray) -> np.ndarray:
+def surround(rng: np.random.Generator, w: int, h: int, quad: np.ndarray) -> np.ndarray:
     """Car paint with a gradient and grain, bumper edges, and often a dark plate holder."""
     paint = rng.integers(0, 256, 3) if rng.random() < 0.6 else np.full(3, rng.integers(10, 240))
     t = np.linspace(-1, 1, h, dtype=np.float32)[:, None, None] * rng.uniform(-40, 40)
@@ -163,7 +163,7 @@ def _surround(rng: np.random.Generator, w: int, h: int, quad: np.ndarray) -> np.
     return img
 
 
-def _dirt(rng: np.random.Generator, rgb: np.ndarray) -> None:
+def dirt(rng: np.random.Generator, rgb: np.ndarray) -> None:
     """Mud spots and a dark film on the plate (in place)."""
     h, w = rgb.shape[:2]
     mask = np.zeros((h, w), np.float32)
@@ -178,9 +178,7 @@ def _dirt(rng: np.random.Generator, rgb: np.ndarray) -> None:
     rgb[:] = (rgb * (1 - a) + mud * a).astype(np.uint8)
 
 
-def _camera(
-    rng: np.random.Generator, img: np.ndarray, plate_h: int, sharpen_p: float
-) -> np.ndarray:
+def camera(rng: np.random.Generator, img: np.ndarray, plate_h: int, sharpen_p: float) -> np.ndarray:
     """Light and camera, with blur sizes relative to the plate's height in pixels; the
     camera sharpens with probability ``sharpen_p``."""
     k = plate_h / 40  # blur and motion scale with the plate
