@@ -74,12 +74,13 @@ def cmd_weights(args: argparse.Namespace) -> int:
         print(f"packed the {which} weights of {done['source']} into {dst} ({done['mb']:.1f} MB)")
         return 0
     rows = list_weights()
+    wm = max([12, *(len(r["model"]) for r in rows)])
     print(
-        f"{'name':<16} {'task':<7} {'model':<12} {'MB':>5}  {'default':<7}  figures (see the card)"
+        f"{'name':<16} {'task':<7} {'model':<{wm}} {'MB':>5}  {'default':<7}  figures (see the card)"
     )
     for r in rows:
         figs = ", ".join(f"{k} {v}" for k, v in r["figures"].items())
-        print(f"{r['name']:<16} {r['task']:<7} {r['model']:<12} {r['mb']:>5.1f}  "
+        print(f"{r['name']:<16} {r['task']:<7} {r['model']:<{wm}} {r['mb']:>5.1f}  "
               f"{'yes' if r['default'] else '':<7}  {figs}")  # fmt: skip
     if rows and rows[0]["card"] is not None:
         print(f"model cards: {rows[0]['card'].parent}")

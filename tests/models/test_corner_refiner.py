@@ -122,10 +122,14 @@ def test_pose_keeps_the_width_and_leans():
 def test_detector_box_errors_are_detector_sized():
     rng = np.random.default_rng(0)
     quad = np.array([[0, 0], [100, 0], [100, 30], [0, 30]], np.float64)
-    boxes = np.array([detector_box(rng, quad) for _ in range(2000)])
+    boxes = np.array([detector_box(rng, quad, wide_p=0.0) for _ in range(2000)])
     err = boxes - [0, 0, 100, 30]
     np.testing.assert_allclose(err.mean(0), 0, atol=0.5)
     np.testing.assert_allclose(err.std(0), [4, 3, 4, 3], rtol=0.15)  # 4% of 100, 10% of 30
+    assert np.abs(err).max(0) == pytest.approx([12, 9, 12, 9], rel=0.01)  # clipped at 3 sd
+    # all wide: 10% of the width, 25% of the height
+    wide = np.array([detector_box(rng, quad, wide_p=1.0) for _ in range(2000)]) - [0, 0, 100, 30]
+    np.testing.assert_allclose(wide.std(0), [10, 7.5, 10, 7.5], rtol=0.15)
 
 
 def test_corner_samples_are_reproducible_and_hold_the_plate():
@@ -137,9 +141,11 @@ def test_corner_samples_are_reproducible_and_hold_the_plate():
     imgs, corners = render_corner_samples(12, seed=5, workers=1, progress=False)
     np.testing.assert_array_equal(imgs[1], a_img)
     np.testing.assert_allclose(corners[1], a_c, rtol=1e-6)
-    # the window is cut around a box at most 12% (x) and 30% (y) off: corners stay inside
-    assert (corners[..., 0] > -0.02 * W).all() and (corners[..., 0] < 1.02 * W).all()
-    assert (corners[..., 1] > -0.02 * H).all() and (corners[..., 1] < 1.02 * H).all()
+    # the window is grown around a box that is mostly a few per cent off: the corners
+    # are inside it (a wide box error may cut into the plate by more than the growth)
+    inside = (corners >= 0).all(axis=(1, 2)) & (corners < [W, H]).all(axis=(1, 2))
+    assert inside.mean() >= 0.75
+    assert (corners[..., 0] > -0.3 * W).all() and (corners[..., 0] < 1.3 * W).all()
 
 
 def test_augment_moves_the_corners_with_the_pixels():

@@ -6,7 +6,6 @@ import csv
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -128,7 +127,7 @@ def test_a_recogniser_overfits_32_synthetic_crops(name, kwargs):
         model = READ.build_model(name, **kwargs)
         images, targets = READ.collate_for(model)(samples)
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
-        loss_fn, acc, start = ReadLoss(), 0.0, time.perf_counter()
+        loss_fn, acc = ReadLoss(), 0.0
         for step in range(1, 701):
             model.train()
             loss = loss_fn(model(images), targets)["loss"]
@@ -145,7 +144,6 @@ def test_a_recogniser_overfits_32_synthetic_crops(name, kwargs):
     finally:
         torch.set_num_threads(before)
     assert acc == 1.0, f"{name}: accuracy {acc} after {step} steps"
-    assert time.perf_counter() - start < 120
 
 
 # -- end to end -----------------------------------------------------------------------------

@@ -34,8 +34,12 @@ from platelab.models.corner_refiner import WINDOW_SIZE, photo_to_window, window_
 
 PLATE_PX = (24.0, 320.0)  # plate widths in the photo, log-uniform
 # A detector's box error per side: normal, as a share of the plate's width (left,
-# right) and height (top, bottom), clipped at three spreads.
+# right) and height (top, bottom), clipped at three spreads; a share WIDE_P of the
+# boxes are off by the wider BOX_ERROR_WIDE (a loose box around a plate on a car of its
+# colour, a box that takes in a badge or a sticker beside the plate).
 BOX_ERROR = (0.04, 0.10)
+BOX_ERROR_WIDE = (0.10, 0.25)
+WIDE_P = 0.25
 FLIP = [1, 0, 3, 2]  # TL, TR, BR, BL mirrored left-right: TR, TL, BL, BR
 
 
@@ -56,12 +60,14 @@ def pose(rng: np.random.Generator, pw: int, ph: int) -> np.ndarray:
     return out * (pw / max(1.0, np.ptp(out[:, 0])))
 
 
-def detector_box(rng: np.random.Generator, quad: np.ndarray) -> np.ndarray:
-    """The upright box around ``quad`` with each side off by :data:`BOX_ERROR`."""
+def detector_box(rng: np.random.Generator, quad: np.ndarray, wide_p: float = WIDE_P) -> np.ndarray:
+    """The upright box around ``quad`` with each side off by :data:`BOX_ERROR` (by
+    :data:`BOX_ERROR_WIDE` with probability ``wide_p``)."""
     (x0, y0), (x1, y1) = quad.min(0), quad.max(0)
     w, h = x1 - x0, y1 - y0
-    ex = np.clip(rng.normal(0, BOX_ERROR[0], 2), -3 * BOX_ERROR[0], 3 * BOX_ERROR[0]) * w
-    ey = np.clip(rng.normal(0, BOX_ERROR[1], 2), -3 * BOX_ERROR[1], 3 * BOX_ERROR[1]) * h
+    sx, sy = BOX_ERROR_WIDE if rng.random() < wide_p else BOX_ERROR
+    ex = np.clip(rng.normal(0, sx, 2), -3 * sx, 3 * sx) * w
+    ey = np.clip(rng.normal(0, sy, 2), -3 * sy, 3 * sy) * h
     return np.array([x0 + ex[0], y0 + ey[0], x1 + ex[1], y1 + ey[1]])
 
 
