@@ -6,8 +6,8 @@ it, and the window around that box with the plate's exact corners.
 lean (the vertical sides sheared, as from a camera above and to the side: CCPD's plates
 lean 2 to 12 degrees), on the recogniser crops' car-paint surround with its dark holder
 (:func:`.crops.surround`) and through the same camera (:func:`.crops.camera`). The box
-is the upright box around the plate with each side moved by a detector-sized error,
-and the sample is :func:`platelab.models.corner_refiner.window_around` that box,
+is the upright box around the plate with each side moved by a detector-sized error (a
+loose box's for a quarter of them), and the sample is :func:`platelab.models.corner_refiner.window_around` that box,
 straightened into :data:`~platelab.models.corner_refiner.WINDOW_SIZE`; the target is
 the plate's true outer corners in the window's pixels.
 
@@ -46,7 +46,7 @@ FLIP = [1, 0, 3, 2]  # TL, TR, BR, BL mirrored left-right: TR, TL, BL, BR
 def pose(rng: np.random.Generator, pw: int, ph: int) -> np.ndarray:
     """The plate rectangle ``pw x ph`` posed: rotation N(0, 4 deg), a lean of the vertical
     sides (tan ~ N(0, 0.12)) and a mild perspective; a ``(4, 2)`` TL, TR, BR, BL quad
-    centred on the origin, as wide as the plate."""
+    around the origin, as wide as the plate."""
     rect = np.array([[0, 0], [pw, 0], [pw, ph], [0, ph]], np.float64) - [pw / 2, ph / 2]
     yaw = float(np.clip(rng.normal(0, 0.12), -0.35, 0.35))
     pitch = float(np.clip(rng.normal(0, 0.08), -0.25, 0.25))
