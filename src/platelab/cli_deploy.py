@@ -40,6 +40,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     photos = photos or dataset_photos(args.checkpoint, args.parity_n)
     if args.reader is not None:
         return _export_pipeline(args, photos, postprocess)
+    if args.corner_model is not None or args.no_corner_model:
+        raise PlatelabError("--corner-model and --no-corner-model are for a pipeline (--reader)")
     report = export_checkpoint(
         args.checkpoint,
         args.out,
@@ -109,6 +111,8 @@ def _export_pipeline(args: argparse.Namespace, photos: list, postprocess) -> int
 
     if not args.reader.exists():
         raise PlatelabError(f"reader checkpoint or run folder not found: {args.reader}")
+    if args.corner_model is not None and args.no_corner_model:
+        raise PlatelabError("give --corner-model or --no-corner-model, not both")
     done = export_pipeline(
         args.checkpoint, args.reader, args.out, parity_images=photos, postprocess=postprocess,
         input_dtype=args.input_dtype, opset=args.opset,

@@ -309,6 +309,22 @@ def test_pipeline_export_reads_like_torch(tmp_path, default_reader):
     assert PlateReader.from_pipeline(out).corner_model is None
 
 
+def test_export_corner_model_flags_bad_input_is_one_line_before_any_export(tmp_path, capsys):
+    det, rec = str(default_weights("detect")), str(default_weights("read"))
+    cases = [
+        ([det, "--out", str(tmp_path / "d.onnx"), "--corner-model", "x.pth"], "for a pipeline"),
+        ([det, "--reader", rec, "--out", str(tmp_path / "p"), "--corner-model",
+          str(tmp_path / "none.pth")], "checkpoint not found"),
+        ([det, "--reader", rec, "--out", str(tmp_path / "p"), "--corner-model", "x.pth",
+          "--no-corner-model"], "not both"),
+    ]  # fmt: skip
+    for argv, message in cases:
+        assert main(["export", *argv]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "p" / "detector.onnx").exists()  # failed before the long export
+
+
 def test_read_runtime_onnx_exports_the_defaults_once_into_the_cache(tmp_path, monkeypatch, capsys):
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("PLATELAB_CACHE", str(tmp_path / "cache"))

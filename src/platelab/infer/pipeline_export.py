@@ -1,4 +1,4 @@
-"""``platelab export DETECTOR --reader READER --out DIR``: the reader as two ONNX files.
+"""``platelab export DETECTOR --reader READER --out DIR``: the reader as three ONNX files.
 
 Writes ``DIR/detector.onnx`` (post-processing in the graph), ``DIR/reader.onnx``
 (logits and positions; decoded in numpy with the charset in its metadata),
@@ -67,18 +67,22 @@ def export_pipeline(
         if meta.get("task") != task:
             role = "DETECTOR" if task == "detect" else "--reader"
             raise PlatelabError(f"{role} {path} is a {meta.get('task')} model, not task={task}")
+    refiner = None
+    if corner_model is not False:  # loaded first: a bad file fails before the long exports
+        from platelab.infer.defaults import default_weights
+        from platelab.models.corner_refiner import load_refiner
+
+        spec = default_weights("corners") if corner_model in (None, True) else corner_model
+        refiner = load_refiner(spec)
     out.mkdir(parents=True, exist_ok=True)
     det = export_checkpoint(detector, out / "detector.onnx", parity_images=parity_images,
                             postprocess=postprocess, **export_kwargs)  # fmt: skip
     rec = export_checkpoint(reader, out / "reader.onnx", **export_kwargs)
     corners = None
-    if corner_model is not False:
-        from platelab.infer.defaults import default_weights
-        from platelab.models.corner_refiner import export_corner_model, load_refiner
+    if refiner is not None:
+        from platelab.models.corner_refiner import export_corner_model
 
-        spec = default_weights("corners") if corner_model in (None, True) else corner_model
-        corners = export_corner_model(load_refiner(spec), out / CORNERS,
-                                      opset=export_kwargs.get("opset"))  # fmt: skip
+        corners = export_corner_model(refiner, out / CORNERS, opset=export_kwargs.get("opset"))
     else:
         (out / CORNERS).unlink(missing_ok=True)  # not one from an earlier export
     manifest = {
