@@ -35,19 +35,12 @@ from tqdm import tqdm
 
 from platelab.data.synth.scenes import SceneConfig, render_scene
 from platelab.errors import PlatelabError, one_line
+from platelab.geometry import quad_lean_deg
 from platelab.infer.defaults import default_model
 from platelab.infer.predictor import Predictor
 from platelab.infer.reader import PlateReader
 
 SEED = 4242  # no training run renders with it
-
-
-def lean_deg(quad: np.ndarray) -> float:
-    """The mean slant of a TL, TR, BR, BL quad's left and right sides from upright,
-    degrees (positive when the top is further right than the bottom)."""
-    left = (quad[0, 0] - quad[3, 0]) / (quad[3, 1] - quad[0, 1])
-    right = (quad[1, 0] - quad[2, 0]) / (quad[2, 1] - quad[1, 1])
-    return float(np.degrees(np.arctan((left + right) / 2)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None, help="write corner_lean.json here")
     args = p.parse_args(argv)
     detector = Predictor(args.detector or default_model("detect", "torch"), threads=args.threads)
-    corner_model = None if args.corner_model in (None, "default") else args.corner_model
+    # "default": the shipped corner model (None); not asked for: none loaded (False)
+    corner_model = {None: False, "default": None}.get(args.corner_model, args.corner_model)
     reader = PlateReader(detector, threads=args.threads, corner_model=corner_model)
     cfg = SceneConfig(kinds={"closeup": 1.0}, negative_rate=0.0)
     rows = []
@@ -74,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         det = detector.predict([scene.image])[0]
         if args.second_look:
             det = reader.refine_all([scene.image], [det])[0]
-        if args.corner_model is not None:
-            det = reader.refine_corners([scene.image], [det])[0]
+        det = reader.refine_corners([scene.image], [det])[0]  # as it is without a model
         for plate in plates:
             if not det.plates:
                 continue
@@ -86,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             pred = det.plates[int(ious.argmax())].quad().astype(np.float64)
             true = plate.corners.astype(np.float64)
             err = float(np.linalg.norm(pred - true, axis=1).mean())
-            rows.append((lean_deg(true), lean_deg(pred), err, err / np.ptp(true[:, 0])))
+            rows.append((quad_lean_deg(true), quad_lean_deg(pred), err, err / np.ptp(true[:, 0])))
     if len(rows) < 2:
         print("error: fewer than 2 plates found; nothing to fit")
         return 1

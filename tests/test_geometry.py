@@ -16,6 +16,7 @@ from platelab.geometry import (
     corners_to_xyxy,
     cxcywh_norm_to_xyxy,
     parse_size,
+    quad_lean_deg,
     quad_to_crop_matrix,
     two_line_to_one,
     warp_quad,
@@ -181,3 +182,18 @@ def test_two_line_to_one_puts_the_top_row_left():
     out = two_line_to_one(crop, 0.4)
     assert out.shape == crop.shape
     assert (out[:, :64] == (255, 0, 0)).all() and (out[:, 64:] == (0, 0, 255)).all()
+
+
+def test_lean_of_upright_sheared_and_mirrored_quads():
+    lean = quad_lean_deg
+    upright = np.array([[0.0, 0.0], [100.0, 0.0], [100.0, 30.0], [0.0, 30.0]])
+    assert lean(upright) == pytest.approx(0.0)
+    # both sides' tops 30 * tan(10 deg) to the right of their bottoms
+    dx = 30 * np.tan(np.radians(10))
+    sheared = upright + np.array([[dx, 0.0], [dx, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    assert lean(sheared) == pytest.approx(10.0)
+    mirrored = sheared * [-1.0, 1.0]
+    assert lean(mirrored[[1, 0, 3, 2]]) == pytest.approx(-10.0)
+    # a trapezoid (a plate turned away: sides lean opposite ways) has no mean lean
+    trapezoid = upright + np.array([[5.0, 0.0], [-5.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    assert lean(trapezoid) == pytest.approx(0.0)

@@ -153,6 +153,16 @@ def corners_to_xyxy(corners: np.ndarray) -> np.ndarray:
     return np.concatenate([c.min(axis=1), c.max(axis=1)], axis=1)
 
 
+def quad_lean_deg(quad: np.ndarray) -> float:
+    """The mean slant of a TL, TR, BR, BL quad's left and right sides from upright, degrees
+    (positive when the top is further right than the bottom; a camera above and to the
+    side makes a plate lean)."""
+    q = np.asarray(quad, np.float64).reshape(4, 2)
+    left = (q[0, 0] - q[3, 0]) / (q[3, 1] - q[0, 1])
+    right = (q[1, 0] - q[2, 0]) / (q[2, 1] - q[1, 1])
+    return float(np.degrees(np.arctan((left + right) / 2)))
+
+
 def clip_boxes(boxes_xyxy: np.ndarray, width: float, height: float) -> np.ndarray:
     """Clamp ``(N, 4)`` xyxy boxes to the image ``[0, width] x [0, height]``."""
     b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4).copy()

@@ -1,5 +1,5 @@
 """The corner benchmarks' measuring pieces: ``benchmarks/ccpd_corners.py``'s plate-edge fit
-and per-side offsets, ``benchmarks/corner_lean.py``'s lean."""
+and per-side offsets."""
 
 from __future__ import annotations
 
@@ -71,18 +71,3 @@ def test_order_any_four_points_as_tl_tr_br_bl(bench):
     quad = np.array([[10.0, 12.0], [90.0, 8.0], [95.0, 40.0], [12.0, 44.0]])
     shuffled = quad[[2, 0, 3, 1]]
     assert np.array_equal(bench.order_tl_tr_br_bl(shuffled), quad)
-
-
-def test_lean_of_upright_sheared_and_mirrored_quads():
-    lean = _load("corner_lean").lean_deg
-    upright = np.array([[0.0, 0.0], [100.0, 0.0], [100.0, 30.0], [0.0, 30.0]])
-    assert lean(upright) == pytest.approx(0.0)
-    # both sides' tops 30 * tan(10 deg) to the right of their bottoms
-    dx = 30 * np.tan(np.radians(10))
-    sheared = upright + np.array([[dx, 0.0], [dx, 0.0], [0.0, 0.0], [0.0, 0.0]])
-    assert lean(sheared) == pytest.approx(10.0)
-    mirrored = sheared * [-1.0, 1.0]
-    assert lean(mirrored[[1, 0, 3, 2]]) == pytest.approx(-10.0)
-    # a trapezoid (a plate turned away: sides lean opposite ways) has no mean lean
-    trapezoid = upright + np.array([[5.0, 0.0], [-5.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
-    assert lean(trapezoid) == pytest.approx(0.0)

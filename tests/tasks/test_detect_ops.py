@@ -9,6 +9,7 @@ import pytest
 import torch
 from torchvision.ops import box_iou, nms
 
+from platelab.geometry import quad_lean_deg
 from platelab.models import create_model
 from platelab.models.detector import decode_corners, encode_corners, level_points
 from platelab.tasks.detect_ops import (
@@ -260,13 +261,6 @@ def _leaning_quad(cx: float, cy: float, w: float, h: float, lean_deg: float) -> 
     )  # fmt: skip
 
 
-def _lean(q: torch.Tensor) -> float:
-    """The mean slant of a quad's left and right sides, degrees."""
-    left = (q[0, 0] - q[3, 0]) / (q[3, 1] - q[0, 1])
-    right = (q[1, 0] - q[2, 0]) / (q[2, 1] - q[1, 1])
-    return math.degrees(math.atan((left + right).item() / 2))
-
-
 def test_corners_learn_a_plates_lean():
     """Corners are free points, not a box: plates leaning either way (a parallelogram,
     as a camera above and aside sees them) train to their own lean."""
@@ -291,5 +285,5 @@ def test_corners_learn_a_plates_lean():
         out = postprocess(model(x), PostprocessConfig(conf=0.2))
     for i, lean in enumerate(leans):
         assert out["num"][i] >= 1
-        assert _lean(out["corners"][i, 0]) == pytest.approx(lean, abs=2.0), i
+        assert quad_lean_deg(out["corners"][i, 0].numpy()) == pytest.approx(lean, abs=2.0), i
         assert (out["corners"][i, 0] - quads[i]).norm(dim=-1).mean() < 1.5

@@ -87,7 +87,7 @@ class CornerRefiner(PlateModel):
     then 4 heatmaps (TL, TR, BR, BL) and their soft-argmax.
 
     Input ``[B, 3, 64, 160]`` uint8 or ``[0, 1]`` float (:data:`WINDOW_SIZE`), output
-    ``[B, 4, 2]`` corners in window pixels. About 0.1 GFLOPs.
+    ``[B, 4, 2]`` corners in window pixels. 66k parameters, 0.04 GFLOPs (width 32).
     """
 
     task = "corners"
