@@ -438,3 +438,37 @@ def test_badges_write_outside_the_plate_holder_only(rear):
             assert changed[int(by0 * h) : int(by1 * h) + 1, int(bx0 * w) : int(bx1 * w) + 1].any()
         inked += len(drawn)
     assert inked >= 20  # most cars wear something
+
+
+@pytest.mark.parametrize("rear", [True, False])
+def test_livery_writes_a_big_word_above_the_plate_holder(rear):
+    w, h = 400, 320
+    keep_out = (0.38, 0.6, 0.62, 0.72)
+    found = 0
+    for seed in range(20):
+        img = np.full((h, w, 3), 120, np.float32)
+        b = vehicles.livery(img, np.random.default_rng(seed), keep_out, 0.1, 0.3, 0.45, rear)
+        changed = (img != 120).any(axis=2)
+        assert not changed[int(keep_out[1] * h) :].any(), f"seed {seed}: ink at or below the holder"
+        if b is None:
+            assert not changed.any()
+            continue
+        found += 1
+        assert b[1] >= 0.3 and b[3] < keep_out[1]  # between the glass and the holder
+        assert b[3] - b[1] >= 0.05  # at least half the plate's height: big letters
+        inside = changed[int(b[1] * h) : int(b[3] * h) + 1, int(b[0] * w) : int(b[2] * w) + 1]
+        assert inside.mean() > 0.1  # the word is drawn in its box
+    assert found >= 15
+
+
+def test_wrap_patterns_the_body_only_in_two_contrasting_tones():
+    h, w = 120, 200
+    body = np.zeros((h, w), bool)
+    body[20:100, 30:170] = True
+    for seed in range(12):
+        img = np.full((h, w, 3), 90, np.float32)
+        vehicles.wrap(img, np.random.default_rng(seed), body)
+        assert (img[~body] == 90).all()
+        lum = img[body].mean(axis=1)
+        assert lum.max() - lum.min() > 40, f"seed {seed}: no pattern"
+        assert (lum == lum.max()).mean() > 0.05 and (lum < lum.max()).mean() > 0.05

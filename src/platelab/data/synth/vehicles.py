@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from platelab.data.synth import text as T
+from platelab.data.synth.textures import noise_texture
 
 CAR_CANVAS_MAX = 1000  # wider cars are drawn smaller and scaled up by their homography
 
@@ -26,6 +27,13 @@ BADGE_WORDS = ("FUSION", "SEL", "GT", "CIVIC", "SPORT", "4MATIC", "TDI", "HYBRID
                "ACCORD", "COROLLA", "GOLF", "FOCUS", "ELANTRA", "SONATA", "OUTBACK", "RAV4",
                "C 200", "A4", "Q5", "X3", "CR-V", "PRIUS", "TIGUAN", "SWIFT", "DIESEL", "1.6",
                "VTEC", "16V", "GLS", "SE", "S-LINE", "AMG", "QUATTRO", "xDrive", "ECO")  # fmt: skip
+# What service cars and vans wear in big letters on the boot or the bonnet: the
+# shipped detector's surest false positive on a real photo was POLICE on a boot.
+LIVERY_WORDS = ("POLICE", "TAXI", "AMBULANCE", "SECURITY", "FIRE", "RESCUE", "SHERIFF",
+                "POLIZEI", "CAB", "DELIVERY", "MEDIC", "PATROL", "PIZZA", "COURIER", "TOW",
+                "DRIVING SCHOOL", "RENTAL", "TRAFFIC", "SERVICE", "SCHOOL")  # fmt: skip
+LIVERY_P = 0.1  # share of cars with a livery
+WRAP_P = 0.06  # share of cars in a patterned wrap (camouflage, test-car triangles, stripes)
 BADGE_FONTS = (
     "DejaVuSans-Bold.ttf",
     "BarlowSemiCondensed-SemiBold.ttf",
@@ -132,6 +140,11 @@ def draw_vehicle(
     for canvas, colour in ((img, paint), (alpha, 255)):
         for pts in (body, mirror, _mirror_x(mirror)):
             _poly(canvas, pts, colour, w, h)
+    if rng.random() < WRAP_P:
+        panels = np.zeros((h, w), np.uint8)
+        for pts in (body, mirror, _mirror_x(mirror)):
+            _poly(panels, pts, 255, w, h)
+        wrap(img, rng, panels > 127)
     # Glass: the windscreen (front) or the smaller rear window.
     gi = rng.uniform(0.02, 0.04)
     glass_pts = [(0.5 - top_w + gi, y_roof + 0.03), (0.5 + top_w - gi, y_roof + 0.03),
@@ -163,6 +176,8 @@ def draw_vehicle(
     _rrect(img, x0 - m, y0 - m * 1.5, x1 + m, y1 + m * 1.5, w * 0.01, holder, w, h)
     keep_out = (x0 - m, y0 - m * 1.5, x1 + m, y1 + m * 1.5)
     badges(img, rng, keep_out, plate_h, y_face, y_bottom, paint, rear)
+    if rng.random() < LIVERY_P:
+        livery(img, rng, keep_out, plate_h, y_glass, y_face, rear)
     _shade(img, rng, w, h, y_glass, alpha)
     slot = np.array([[x0 * w, y0 * h], [x1 * w, y0 * h], [x1 * w, y1 * h], [x0 * w, y1 * h]])
     rgb = cv2.convertScaleAbs(img)  # saturates above 255; nothing drawn is negative
@@ -264,6 +279,83 @@ def badges(
                                          sh_ * h * 0.6), (30, 30, 60), T.latin_font(BADGE_FONTS[0]))  # fmt: skip
             drawn.append(b)
     return drawn
+
+
+def livery(
+    img: np.ndarray,
+    rng: np.random.Generator,
+    keep_out: tuple[float, float, float, float],
+    plate_h: float,
+    y_glass: float,
+    y_face: float,
+    rear: bool,
+) -> tuple[float, float, float, float] | None:
+    """A service car's word (POLICE, TAXI, ...) in big letters, in place, above the plate
+    holder ``keep_out``: on the boot under the rear window, or on the bonnet. Half the time
+    it sits on a band of colour across the body, plain or chequered (Battenburg).
+
+    Returns the word's box in canvas fractions ``(x0, y0, x1, y1)``, or None when no
+    room was found.
+    """
+    h, w = img.shape[:2]
+    kx0, ky0, kx1, ky1 = keep_out
+    lo = y_glass + 0.01
+    hi = ky0 - 0.01 if rear else min(y_face + 0.02, ky0 - 0.01)
+    word = LIVERY_WORDS[int(rng.integers(0, len(LIVERY_WORDS)))]
+    th = min(plate_h * rng.uniform(0.6, 1.6), (hi - lo) * 0.8)
+    tw = min(th * h / w * len(word) * rng.uniform(0.55, 0.8), 0.8)
+    if th * h < 5 or tw <= 0:
+        return None
+    cy = float(rng.uniform(lo + th / 2, hi - th / 2)) if hi - lo > th else (lo + hi) / 2
+    b = (0.5 - tw / 2, cy - th / 2, 0.5 + tw / 2, cy + th / 2)
+    if b[3] >= ky0 or b[1] < lo - 1e-6:
+        return None
+    ink = (235.0, 235.0, 235.0) if rng.random() < 0.5 else (20.0, 30.0, 90.0)
+    if rng.random() < 0.5:  # the band: one colour, or squares of two
+        by0, by1 = int(round(b[1] * h)) - 2, int(round(b[3] * h)) + 3
+        a = tuple(float(v) for v in rng.uniform(0, 255, 3))
+        c = tuple(float(v) for v in rng.uniform(0, 255, 3)) if rng.random() < 0.5 else a
+        step = max(2, by1 - by0)
+        for i, x in enumerate(range(int(0.02 * w), int(0.98 * w), step)):
+            cv2.rectangle(img, (x, by0), (min(x + step, int(0.98 * w)) - 1, by1 - 1),
+                          a if i % 2 == 0 else c, -1)  # fmt: skip
+        ink = (235.0, 235.0, 235.0) if np.mean(a) < 128 else (15.0, 15.0, 20.0)
+    font = T.latin_font(BADGE_FONTS[int(rng.integers(0, len(BADGE_FONTS)))])
+    T.draw_text_line(img, word, (b[0] * w, b[1] * h, tw * w, th * h), ink, font)
+    return b
+
+
+def wrap(img: np.ndarray, rng: np.random.Generator, body: np.ndarray) -> None:
+    """Cover the pixels of ``body`` (a boolean mask) with a high-contrast pattern, in
+    place: a test car's black-and-white triangles, camouflage blobs or stripes."""
+    h, w = body.shape
+    a = np.array(rng.uniform(0, 60, 3) if rng.random() < 0.7 else rng.uniform(0, 255, 3))
+    c = np.array(rng.uniform(180, 245, 3) if rng.random() < 0.7 else rng.uniform(0, 255, 3))
+    if abs(c.mean() - a.mean()) < 80:  # a loud colour goes with black or white
+        c = np.full(3, 20.0 if a.mean() > 128 else 235.0)
+    kind = int(rng.integers(0, 3))
+    size = max(3.0, w * rng.uniform(0.03, 0.1))
+    pattern = np.empty((h, w, 3), np.float32)
+    pattern[:] = c
+    if kind == 0:  # triangles on a grid, each cell's diagonal one way or the other
+        s = int(size)
+        for y in range(0, h, s):
+            for x in range(0, w, s):
+                if rng.random() < 0.5:
+                    pts = [(x, y), (x + s, y), (x, y + s)] if rng.random() < 0.5 else [
+                        (x + s, y), (x + s, y + s), (x, y + s)]  # fmt: skip
+                    cv2.fillPoly(pattern, [np.array(pts, np.int32)], tuple(map(float, a)))
+    elif kind == 1:  # camouflage: two thresholded noise layers
+        for colour in (a, (a + c) / 2):
+            blob = noise_texture(rng, max(8, int(w * 8 / size)), max(8, int(h * 8 / size)), 2)
+            blob = cv2.resize(blob, (w, h), interpolation=cv2.INTER_LINEAR)
+            pattern[blob > np.quantile(blob, rng.uniform(0.4, 0.7))] = colour
+    else:  # stripes at an angle
+        ang = rng.uniform(0, np.pi)
+        ys, xs = np.mgrid[0:h, 0:w]
+        phase = (xs * np.cos(ang) + ys * np.sin(ang)) / size
+        pattern[(phase % 1) < 0.5] = a
+    img[body] = pattern[body]
 
 
 def _front_face(img, rng, w, h, y_face, y_bottom, paint, dark) -> None:
