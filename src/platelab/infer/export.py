@@ -253,7 +253,7 @@ def export_onnx(
     from platelab.models.weights import model_task
     from platelab.tasks import get_task
 
-    onnx = _require_onnx()
+    _require_onnx()
     _check_dtype(input_dtype)
     task = get_task(model_task(model))
     wrap = _Wrap(task.name, postprocess)
@@ -264,20 +264,42 @@ def export_onnx(
     _check_writable(out)  # before the export, which takes seconds to a minute
     meta = model_metadata(model, (w, h), input_dtype) | wrap.metadata | dict(metadata or {})
 
-    was_training = model.training
-    device = next(model.parameters(), torch.empty(0)).device
-    wrapper = wrap(model, (w, h)).to("cpu").eval()
     # batch 2 as the example: torch.export specialises a size-1 dimension to a constant
     example = torch.zeros(2, 3, h, w, dtype=torch.uint8)
     if input_dtype == "float32":
         example = example.float()
+    proto = dynamo_export(wrap(model, (w, h)), example, task.output_names, opset, owner=model)
+    what = {"detect": "detector", "read": "recogniser"}.get(task.name, "localiser")
+    write_onnx(proto, out, meta, f"platelab {meta['model']} {what}, canvas {meta['canvas']}")
+    log.debug("exported %s to %s (%.1f MB)", meta["model"], out, out.stat().st_size / 1e6)
+    return out
+
+
+def dynamo_export(
+    module: nn.Module,
+    example: Tensor,
+    output_names: Sequence[str],
+    opset: int | None = None,
+    owner: nn.Module | None = None,
+) -> Any:
+    """``module`` as an ONNX ``ModelProto`` (the dynamo exporter) whose one input,
+    ``images``, has a dynamic batch: exported on the CPU in eval mode, after which
+    ``owner``'s (default: ``module``'s) mode and device are restored.
+
+    ``example`` needs a batch of at least 2: torch.export specialises a size-1
+    dimension to a constant.
+    """
+    _require_onnx()
+    owner = module if owner is None else owner
+    was_training = owner.training
+    device = next(owner.parameters(), torch.empty(0)).device
     try:
         with torch.no_grad():
             program = torch.onnx.export(
-                wrapper,
+                module.to("cpu").eval(),
                 (example,),
                 input_names=[INPUT_NAME],
-                output_names=list(task.output_names),
+                output_names=list(output_names),
                 opset_version=opset,
                 dynamo=True,
                 external_data=False,
@@ -285,16 +307,23 @@ def export_onnx(
                 verbose=False,
             )
     finally:
-        model.to(device).train(was_training)
-    proto = program.model_proto
+        owner.to(device).train(was_training)
+    return program.model_proto
+
+
+def write_onnx(proto: Any, out: Path, meta: dict[str, str], doc: str) -> Path:
+    """Set ``proto``'s metadata and doc string and write it to ``out`` atomically.
+
+    Raises:
+        PlatelabError: ``out`` cannot be written.
+    """
+    onnx = _require_onnx()
     onnx.helper.set_model_props(proto, {k: str(v) for k, v in meta.items()})
-    what = {"detect": "detector", "read": "recogniser"}.get(task.name, "localiser")
-    proto.doc_string = f"platelab {meta['model']} {what}, canvas {meta['canvas']}"
+    proto.doc_string = doc
     try:
         atomic_write_bytes(out, proto.SerializeToString())
     except OSError as e:
         raise PlatelabError(f"cannot write {out}: {reason(e)}") from None
-    log.debug("exported %s to %s (%.1f MB)", meta["model"], out, out.stat().st_size / 1e6)
     return out
 
 

@@ -178,36 +178,15 @@ def export_corner_model(model: CornerRefiner, out: Path | str, opset: int | None
     Raises:
         PlatelabError: onnx, onnxscript or onnxruntime missing, or a parity failure.
     """
-    from platelab.atomic import atomic_write_bytes
+    from platelab.infer.export import dynamo_export, write_onnx
 
-    try:
-        import onnx
-        import onnxscript  # noqa: F401  (the dynamo exporter needs it)
-    except ImportError as e:
-        raise PlatelabError(
-            f"ONNX export needs onnx and onnxscript ({e.name} is missing)"
-        ) from None
     out = Path(out)
-    was_training = model.training
-    model = model.cpu().eval()
     w, h = WINDOW_SIZE
-    example = torch.zeros(2, 3, h, w, dtype=torch.uint8)
-    try:
-        with torch.no_grad():
-            program = torch.onnx.export(
-                model, (example,), input_names=["images"], output_names=["corners"],
-                opset_version=opset, dynamo=True, external_data=False, verbose=False,
-                dynamic_shapes={"images": {0: torch.export.Dim("batch")}},
-            )  # fmt: skip
-    finally:
-        model.train(was_training)
-    proto = program.model_proto
+    proto = dynamo_export(model, torch.zeros(2, 3, h, w, dtype=torch.uint8), ["corners"], opset)
     meta = {"format": "platelab", "task": "corners", "model": model.name,
             "window": f"{w}x{h}", "window_grow": f"{WINDOW_GROW[0]},{WINDOW_GROW[1]}",
             "window_pad": str(WINDOW_PAD)}  # fmt: skip
-    onnx.helper.set_model_props(proto, meta)
-    proto.doc_string = f"platelab corner model, window {w}x{h}"
-    atomic_write_bytes(out, proto.SerializeToString())
+    write_onnx(proto, out, meta, f"platelab corner model, window {w}x{h}")
     crops = np.random.default_rng(0).integers(0, 256, (3, h, w, 3), dtype=np.uint8)
     gap = np.abs(OnnxCornerModel(out).corners(crops) - window_corners(model, crops)).max()
     if not gap < 0.01:
