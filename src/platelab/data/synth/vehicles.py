@@ -298,18 +298,16 @@ def livery(
     room was found.
     """
     h, w = img.shape[:2]
-    kx0, ky0, kx1, ky1 = keep_out
+    ky0 = keep_out[1]
     lo = y_glass + 0.01
     hi = ky0 - 0.01 if rear else min(y_face + 0.02, ky0 - 0.01)
     word = LIVERY_WORDS[int(rng.integers(0, len(LIVERY_WORDS)))]
-    th = min(plate_h * rng.uniform(0.6, 1.6), (hi - lo) * 0.8)
+    th = min(plate_h * rng.uniform(0.6, 1.6), (hi - lo) * 0.8)  # so the word fits in lo..hi
     tw = min(th * h / w * len(word) * rng.uniform(0.55, 0.8), 0.8)
-    if th * h < 5 or tw <= 0:
+    if th * h < 5:  # no room (hi <= lo gives th <= 0), or letters too small to matter
         return None
-    cy = float(rng.uniform(lo + th / 2, hi - th / 2)) if hi - lo > th else (lo + hi) / 2
+    cy = float(rng.uniform(lo + th / 2, hi - th / 2))
     b = (0.5 - tw / 2, cy - th / 2, 0.5 + tw / 2, cy + th / 2)
-    if b[3] >= ky0 or b[1] < lo - 1e-6:
-        return None
     ink = (235.0, 235.0, 235.0) if rng.random() < 0.5 else (20.0, 30.0, 90.0)
     if rng.random() < 0.5:  # the band: one colour, or squares of two
         by0, by1 = int(round(b[1] * h)) - 2, int(round(b[3] * h)) + 3
