@@ -43,11 +43,6 @@ SIZES = (((416, 416), 0.25), ((720, 1160), 0.2), ((640, 480), 0.2), ((1280, 720)
 DASHCAM = (1280, 720)  # most traffic scenes are dashcam frames
 CAR_PLATE_FRAC = (0.2, 0.3)  # plate width / car width on real cars
 LEAN_STD = 0.12  # the vertical edges' lean (tan), about 7 degrees
-# Cars seen at three quarters (a dealer's photo, a car parked along the pavement): the
-# plate turned 25-65 degrees away from the camera, seen from 5-40 degrees above.
-TURN_P = 0.2
-TURN_DEG = (25.0, 65.0)
-TURN_ELEVATION_DEG = (5.0, 40.0)
 MIN_PLATE_PX = 10.0  # narrower plates are a smear of 2 pixels' height
 KIND_WEIGHTS = {"closeup": 0.36, "traffic": 0.3, "street": 0.22, "plate_only": 0.12}
 
@@ -202,29 +197,10 @@ def _pose(rng: np.random.Generator, pivot, scale: float, span) -> np.ndarray:
     lean = float(np.clip(rng.normal(0, LEAN_STD), -0.3, 0.3))  # tan of the lean
     to_pivot = np.array([[1, 0, -pivot[0]], [0, 1, -pivot[1]], [0, 0, 1]], np.float64)
     shear = np.array([[1, lean, 0], [0, 1, 0], [0, 0, 1]])
-    turn = np.eye(3)
-    if rng.random() < TURN_P:
-        turn, yaw = _turn(rng)
     persp = np.array([[1, 0, 0], [0, 1, 0], [yaw / (span[0] / 2), pitch / (span[1] / 2), 1]])
     c, s = np.cos(theta) * scale, np.sin(theta) * scale
     rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-    return rot @ persp @ turn @ shear @ to_pivot
-
-
-def _turn(rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """A three-quarter view: the ``3x3`` linear map of a plane turned by ``psi`` about
-    its vertical axis and seen from ``phi`` above (orthographic), and the perspective
-    ``yaw`` that shrinks its far side.
-
-    A horizontal edge ``(1, 0, 0)`` turns into ``(cos psi, 0, sin psi)`` and shows as
-    ``(cos psi, sin psi sin phi)``: narrower and sloping, its lower end the nearer (a
-    camera above sees the far end higher up); a vertical one stays vertical, ``cos phi``
-    as tall.
-    """
-    psi = np.deg2rad(rng.uniform(*TURN_DEG)) * rng.choice((-1.0, 1.0))
-    phi = np.deg2rad(rng.uniform(*TURN_ELEVATION_DEG))
-    m = np.array([[np.cos(psi), 0, 0], [np.sin(psi) * np.sin(phi), np.cos(phi), 0], [0, 0, 1]])
-    return m, float(-np.sign(psi) * rng.uniform(0.05, 0.3))  # the far side smaller
+    return rot @ persp @ shear @ to_pivot
 
 
 def _place(rng, H0, quad_local, w, h, placed, mode: str, margin: float = 2.0):
