@@ -472,3 +472,28 @@ def test_wrap_patterns_the_body_only_in_two_contrasting_tones():
         lum = img[body].mean(axis=1)
         assert lum.max() - lum.min() > 40, f"seed {seed}: no pattern"
         assert (lum == lum.max()).mean() > 0.05 and (lum < lum.max()).mean() > 0.05
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_scene_config_sets_how_many_cars_wear_liveries_and_wraps(monkeypatch, rate):
+    calls = Counter()
+
+    def spy(name, real):
+        def wrapped(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(vehicles, "livery", spy("livery", vehicles.livery))
+    monkeypatch.setattr(vehicles, "wrap", spy("wrap", vehicles.wrap))
+    cfg = SceneConfig(kinds={"traffic": 1.0}, negative_rate=0.0, livery_rate=rate, wrap_rate=rate)
+    cars = 0
+    for seed in range(3):
+        scene = render_scene(seed, cfg, size=(640, 360))
+        cars += len(scene.plates)
+    assert cars >= 3  # traffic: a car per plate, more without a readable one
+    if rate == 0:
+        assert calls == Counter()
+    else:  # every car drawn, plate or not, wears both
+        assert calls["livery"] == calls["wrap"] >= cars

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from platelab.data.synth.lighting import HEADLIGHT, TAIL_LIGHT, Light
-from platelab.data.synth.vehicles import Vehicle
+from platelab.data.synth.vehicles import LIVERY_P, WRAP_P, Vehicle
 from platelab.geometry import corners_to_xyxy
 
 
@@ -154,6 +154,7 @@ class Frame:
         lights: the lamps drawn so far (cars' head and tail lights, street lamps).
         occlusion: the largest share of a plate's box a later object may hide
             (0: none may touch a plate).
+        livery_rate, wrap_rate: the share of cars drawn with a livery or a wrap.
     """
 
     img: np.ndarray
@@ -161,6 +162,8 @@ class Frame:
     placed: list[ScenePlate] = field(default_factory=list)
     lights: list[Light] = field(default_factory=list)
     occlusion: float = 0.0
+    livery_rate: float = LIVERY_P
+    wrap_rate: float = WRAP_P
 
     @property
     def size(self) -> tuple[int, int]:

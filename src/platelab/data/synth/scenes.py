@@ -76,6 +76,8 @@ class SceneConfig:
     kinds: dict[str, float] = field(default_factory=lambda: dict(KIND_WEIGHTS))
     partial_rate: float = 0.05
     decal_rate: float = 0.4
+    livery_rate: float = vehicles.LIVERY_P
+    wrap_rate: float = vehicles.WRAP_P
     lighting: bool = True
     degrade: bool = True
 
@@ -132,7 +134,8 @@ def render_scene(
     if size is None:
         size = DASHCAM if kind == "traffic" and rng.random() < 0.6 else sample_size(rng)
     w, h = size
-    fr = Frame(np.zeros((h, w, 3), np.uint8), cfg.styles)
+    fr = Frame(np.zeros((h, w, 3), np.uint8), cfg.styles, livery_rate=cfg.livery_rate,
+               wrap_rate=cfg.wrap_rate)  # fmt: skip
     if not negative and rng.random() < cfg.partial_rate:
         fr.occlusion = occluders.PARTIAL_MAX
     height_at = None
@@ -238,7 +241,8 @@ def _car(rng, fr: Frame, plate_px: float, with_plate: bool = True, central: bool
     frac = rng.uniform(*CAR_PLATE_FRAC)
     car_w = pw / frac
     canvas_w = int(min(car_w, vehicles.CAR_CANVAS_MAX))
-    car = vehicles.draw_vehicle(rng, canvas_w, pw / ph, frac, rear=rng.random() < 0.5)
+    car = vehicles.draw_vehicle(rng, canvas_w, pw / ph, frac, rear=rng.random() < 0.5,
+                                livery_p=fr.livery_rate, wrap_p=fr.wrap_rate)  # fmt: skip
     k = car_w / canvas_w
     H0 = _pose(rng, car.slot.mean(0), k, car.rgb.shape[1::-1])
     # The plate quad in canvas pixels: the slot, whose aspect is the plate's.

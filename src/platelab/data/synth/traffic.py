@@ -162,7 +162,9 @@ def _car(rng, fr: Frame, road: Road, ppm: float, lane: int, style: str, with_pla
         frac, aspect = PLATE_M[style] / car_m, 4.0
     car_px = car_m * ppm
     canvas_w = int(max(12, min(car_px, vehicles.CAR_CANVAS_MAX)))
-    car = vehicles.draw_vehicle(rng, canvas_w, aspect, frac, rear=rear)
+    car = vehicles.draw_vehicle(
+        rng, canvas_w, aspect, frac, rear=rear, livery_p=fr.livery_rate, wrap_p=fr.wrap_rate
+    )
     ch, cw = car.alpha.shape
     k = car_px / canvas_w
     # A car's back or front is a plane square to the road, so it projects without

@@ -98,7 +98,13 @@ def _mirror_x(pts):
 
 
 def draw_vehicle(
-    rng: np.random.Generator, width_px: int, plate_aspect: float, plate_frac: float, rear: bool
+    rng: np.random.Generator,
+    width_px: int,
+    plate_aspect: float,
+    plate_frac: float,
+    rear: bool,
+    livery_p: float = LIVERY_P,
+    wrap_p: float = WRAP_P,
 ) -> Vehicle:
     """Draw a random car ``width_px`` wide whose plate slot is ``plate_frac`` of that width.
 
@@ -106,6 +112,8 @@ def draw_vehicle(
         plate_aspect: width / height of the plate that will go into the slot.
         plate_frac: slot width as a fraction of the car width (real plates: ~0.2-0.3).
         rear: draw the back (tail lights, rear window) instead of the front.
+        livery_p: chance of a big word on the boot or bonnet (:func:`livery`).
+        wrap_p: chance of a patterned wrap over the body (:func:`wrap`).
     """
     w = int(width_px)
     h = int(w * rng.uniform(0.68, 0.92))
@@ -140,7 +148,7 @@ def draw_vehicle(
     for canvas, colour in ((img, paint), (alpha, 255)):
         for pts in (body, mirror, _mirror_x(mirror)):
             _poly(canvas, pts, colour, w, h)
-    if rng.random() < WRAP_P:
+    if rng.random() < wrap_p:
         panels = np.zeros((h, w), np.uint8)
         for pts in (body, mirror, _mirror_x(mirror)):
             _poly(panels, pts, 255, w, h)
@@ -176,7 +184,7 @@ def draw_vehicle(
     _rrect(img, x0 - m, y0 - m * 1.5, x1 + m, y1 + m * 1.5, w * 0.01, holder, w, h)
     keep_out = (x0 - m, y0 - m * 1.5, x1 + m, y1 + m * 1.5)
     badges(img, rng, keep_out, plate_h, y_face, y_bottom, paint, rear)
-    if rng.random() < LIVERY_P:
+    if rng.random() < livery_p:
         livery(img, rng, keep_out, plate_h, y_glass, y_face, rear)
     _shade(img, rng, w, h, y_glass, alpha)
     slot = np.array([[x0 * w, y0 * h], [x1 * w, y0 * h], [x1 * w, y1 * h], [x0 * w, y1 * h]])
