@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from platelab.data.synth.lighting import HEADLIGHT, TAIL_LIGHT, Light
-from platelab.data.synth.vehicles import LIVERY_P, WRAP_P, Vehicle
+from platelab.data.synth.vehicles import Vehicle
 from platelab.geometry import corners_to_xyxy
 
 
@@ -162,8 +162,8 @@ class Frame:
     placed: list[ScenePlate] = field(default_factory=list)
     lights: list[Light] = field(default_factory=list)
     occlusion: float = 0.0
-    livery_rate: float = LIVERY_P
-    wrap_rate: float = WRAP_P
+    livery_rate: float = 0.0
+    wrap_rate: float = 0.0
 
     @property
     def size(self) -> tuple[int, int]:

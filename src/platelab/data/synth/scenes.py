@@ -64,6 +64,13 @@ class SceneConfig:
             plate (``POLICE``, dealer stickers, model badges).
         partial_rate: share of plate scenes where something in front (a post, a nearer
             car) may hide up to 30% of one plate.
+        livery_rate: share of cars with a big word on the boot or bonnet (``POLICE``,
+            ``TAXI``; :func:`.vehicles.livery`). Off by default, as is ``wrap_rate``:
+            two detectors trained with 0.1 and 0.06 (``detect_transfer.py``, seeds 0
+            and 1) scored Kaggle AP50 0.60 and 0.52, below all three draws without
+            them (0.65-0.78).
+        wrap_rate: share of cars in a patterned wrap (camouflage, a test car's
+            triangles, stripes; :func:`.vehicles.wrap`).
         lighting: light scenes by a random condition (night, dusk, rain, over-exposure);
             False keeps daylight.
         degrade: apply the camera effects of :mod:`effects`.
@@ -76,8 +83,8 @@ class SceneConfig:
     kinds: dict[str, float] = field(default_factory=lambda: dict(KIND_WEIGHTS))
     partial_rate: float = 0.05
     decal_rate: float = 0.4
-    livery_rate: float = vehicles.LIVERY_P
-    wrap_rate: float = vehicles.WRAP_P
+    livery_rate: float = 0.0
+    wrap_rate: float = 0.0
     lighting: bool = True
     degrade: bool = True
 

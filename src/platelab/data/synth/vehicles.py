@@ -32,8 +32,6 @@ BADGE_WORDS = ("FUSION", "SEL", "GT", "CIVIC", "SPORT", "4MATIC", "TDI", "HYBRID
 LIVERY_WORDS = ("POLICE", "TAXI", "AMBULANCE", "SECURITY", "FIRE", "RESCUE", "SHERIFF",
                 "POLIZEI", "CAB", "DELIVERY", "MEDIC", "PATROL", "PIZZA", "COURIER", "TOW",
                 "DRIVING SCHOOL", "RENTAL", "TRAFFIC", "SERVICE", "SCHOOL")  # fmt: skip
-LIVERY_P = 0.1  # share of cars with a livery
-WRAP_P = 0.06  # share of cars in a patterned wrap (camouflage, test-car triangles, stripes)
 BADGE_FONTS = (
     "DejaVuSans-Bold.ttf",
     "BarlowSemiCondensed-SemiBold.ttf",
@@ -103,8 +101,8 @@ def draw_vehicle(
     plate_aspect: float,
     plate_frac: float,
     rear: bool,
-    livery_p: float = LIVERY_P,
-    wrap_p: float = WRAP_P,
+    livery_p: float = 0.0,
+    wrap_p: float = 0.0,
 ) -> Vehicle:
     """Draw a random car ``width_px`` wide whose plate slot is ``plate_frac`` of that width.
 
