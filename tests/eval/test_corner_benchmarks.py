@@ -71,3 +71,28 @@ def test_order_any_four_points_as_tl_tr_br_bl(bench):
     quad = np.array([[10.0, 12.0], [90.0, 8.0], [95.0, 40.0], [12.0, 44.0]])
     shuffled = quad[[2, 0, 3, 1]]
     assert np.array_equal(bench.order_tl_tr_br_bl(shuffled), quad)
+
+
+def test_grow_quad_moves_each_side_out_by_its_margin(bench):
+    quad = np.array([[0.0, 0.0], [100.0, 0.0], [100.0, 40.0], [0.0, 40.0]])
+    grown = bench.grow_quad(quad, [3.0, 4.0, 5.0, 6.0])  # top, right, bottom, left
+    assert grown == pytest.approx(
+        np.array([[-6.0, -3.0], [104.0, -3.0], [104.0, 45.0], [-6.0, 45.0]])
+    )
+    sheared = np.array([[10.0, 12.0], [90.0, 8.0], [95.0, 40.0], [12.0, 44.0]])
+    margins = [2.0, -1.0, 3.5, 0.5]
+    assert bench.outward_offsets(bench.grow_quad(sheared, margins), sheared) == pytest.approx(
+        margins
+    )
+
+
+def test_convention_floor_by_hand(bench):
+    edge = np.array([[0.0, 0.0], [200.0, 0.0], [200.0, 60.0], [0.0, 60.0]])
+    near, far = bench.grow_quad(edge, 0.03 * 200), bench.grow_quad(edge, 0.05 * 200)
+    floor = bench.convention_floor([(near, edge), (far, edge)])
+    # two plates annotated 6 and 10 px out: a margin per photo fits each exactly; one margin
+    # for both is best anywhere from 6 to 10 px, where a corner (moving sqrt(2) px per px of
+    # margin) is sqrt(2) x 4 px off summed over the two plates
+    assert floor["per_photo_margin_px"] == pytest.approx(0.0, abs=1e-9)
+    assert 0.03 - 1e-9 <= floor["one_margin_share"] <= 0.05 + 1e-9
+    assert floor["one_margin_px"] == pytest.approx(np.sqrt(2) * 2.0, rel=1e-6)
