@@ -19,11 +19,10 @@ can be split into the detector's error and the gap between the two conventions:
   (:mod:`platelab.models.corner_refiner`, the shipped one unless ``--corner-model``).
 
 It prints the mean corner distance (photo pixels) between each pair, the annotated
-quad's outward offset per side from the plate edge, the **best any one convention can
-do**: the measured plate edge with every side moved out by one margin (a share of the
-plate's width), the margin fitted to these very photos, and with a margin fitted to
-each photo alone, and draws each plate's corner
-regions: annotated (red), plate edge (cyan), detector after the second look (yellow),
+quad's outward offset per side from the plate edge, the floor for any one convention
+(the measured plate edge with every side moved out by the one margin, a share of the
+plate's width, that comes closest to the annotation on these photos; and with each
+photo's own best margin), and draws each plate's corner regions: annotated (red), plate edge (cyan), detector after the second look (yellow),
 corner model (green).
 
     python benchmarks/ccpd_corners.py --out runs/ccpd_corners
@@ -117,12 +116,18 @@ def plate_edge_quad(rgb: np.ndarray, annotated: np.ndarray) -> np.ndarray | None
             return None
         vx, vy, px, py = cv2.fitLine(pts.astype(np.float32), cv2.DIST_HUBER, 0, 0.01, 0.01).ravel()
         lines.append((np.array([px, py]), np.array([vx, vy])))
+    return meet(lines) + [x0, y0]  # pixel indices, as the annotation's (cv2's centres)
+
+
+def meet(lines: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """The corners of 4 sides given as (point, direction) lines: corner i is where side
+    i-1 (ending there) meets side i (starting there)."""
     quad = []
-    for i in range(4):  # corner i is where side i-1 (ending there) meets side i (starting there)
+    for i in range(4):
         (p1, v1), (p2, v2) = lines[i - 1], lines[i]
         s = np.linalg.solve(np.stack([v1, -v2], axis=1), p2 - p1)
         quad.append(p1 + s[0] * v1)
-    return np.asarray(quad) + [x0, y0]  # pixel indices, as the annotation's (cv2's centres)
+    return np.asarray(quad)
 
 
 def outward_offsets(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
@@ -152,12 +157,7 @@ def grow_quad(quad: np.ndarray, margins) -> np.ndarray:
         if (a - c) @ n < 0:
             n = -n
         lines.append((a + m * n, d))
-    out = []
-    for i in range(4):
-        (p1, v1), (p2, v2) = lines[i - 1], lines[i]
-        s = np.linalg.solve(np.stack([v1, -v2], axis=1), p2 - p1)
-        out.append(p1 + s[0] * v1)
-    return np.asarray(out)
+    return meet(lines)
 
 
 def convention_floor(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
@@ -169,7 +169,9 @@ def convention_floor(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, fl
                      for ann, edge in pairs])  # fmt: skip
     best = int(errs.mean(axis=0).argmin())
     return {"one_margin_px": float(errs[:, best].mean()), "one_margin_share": float(MARGINS[best]),
-            "per_photo_margin_px": float(errs.min(axis=1).mean())}  # fmt: skip
+            "per_photo_margin_px": float(errs.min(axis=1).mean()),
+            "per_photo_margin_range_px": [float(errs.min(axis=1).min()),
+                                          float(errs.min(axis=1).max())]}  # fmt: skip
 
 
 def corner_err(a: np.ndarray, b: np.ndarray) -> float:
@@ -231,18 +233,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no ccpd_base photos under {args.real}", file=sys.stderr)
         return 2
     reader = PlateReader(args.detector, threads=args.threads, corner_model=args.corner_model)
-    rows, tiles, edges = [], [], []
+    rows, tiles, pairs = [], [], []
     for path in photos:
         rgb = read_image(path)
         annotated = np.asarray(parse_ccpd_name(path.name).corners, dtype=np.float64)
         edge = plate_edge_quad(rgb, annotated)
-        edges.append(edge)
         first = reader.detector.predict([rgb])[0]
         second = reader.refine_all([rgb], [first])[0]
         third = reader.refine_corners([rgb], [second])[0]
         row = {"photo": path.name, "plate_width_px": round(float(np.ptp(annotated[:, 0])), 1)}
         quads = {"annotated": annotated}
         if edge is not None:
+            pairs.append((annotated, edge))
             quads["plate edge"] = edge
             row["annotated_vs_edge_px"] = corner_err(annotated, edge)
             row["annotated_outward_px"] = [round(v, 1) for v in outward_offsets(annotated, edge)]
@@ -269,8 +271,6 @@ def main(argv: list[str] | None = None) -> int:
         summary["annotated_outward_px_top_right_bottom_left"] = [
             round(float(v), 1) for v in sides.mean(axis=0)
         ]
-    pairs = [(np.asarray(parse_ccpd_name(r["photo"]).corners, dtype=np.float64), e)
-             for r, e in zip(rows, edges, strict=True) if e is not None]  # fmt: skip
     if pairs:
         summary["convention_floor"] = convention_floor(pairs)
     summary["n_plates"] = len(rows)
@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"plate edge grown by one margin ({floor['one_margin_share']:.1%} of the width, "
             f"fitted here) vs annotated: {floor['one_margin_px']:.1f} px; by each photo's "
-            f"own best margin: {floor['per_photo_margin_px']:.1f} px"
+            f"own best margin: {floor['per_photo_margin_px']:.1f} px "
+            "({:.1f} to {:.1f} per photo)".format(*floor["per_photo_margin_range_px"])
         )
     print(f"wrote {args.out / 'corners.json'} and {args.out / 'corners.jpg'}")
     return 0

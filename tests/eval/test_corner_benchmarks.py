@@ -94,5 +94,6 @@ def test_convention_floor_by_hand(bench):
     # for both is best anywhere from 6 to 10 px, where a corner (moving sqrt(2) px per px of
     # margin) is sqrt(2) x 4 px off summed over the two plates
     assert floor["per_photo_margin_px"] == pytest.approx(0.0, abs=1e-9)
+    assert floor["per_photo_margin_range_px"] == pytest.approx([0.0, 0.0], abs=1e-9)
     assert 0.03 - 1e-9 <= floor["one_margin_share"] <= 0.05 + 1e-9
     assert floor["one_margin_px"] == pytest.approx(np.sqrt(2) * 2.0, rel=1e-6)
