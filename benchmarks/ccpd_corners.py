@@ -37,6 +37,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -130,37 +131,34 @@ def meet(lines: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
     return np.asarray(quad)
 
 
+def sides(quad: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per side (top, right, bottom, left) of a TL, TR, BR, BL quad: its start point, unit
+    direction and unit outward normal (pointing away from the quad's centre)."""
+    c = quad.mean(axis=0)
+    out = []
+    for i in range(4):
+        a, b = quad[i], quad[(i + 1) % 4]
+        d = (b - a) / np.hypot(*(b - a))
+        n = np.array([d[1], -d[0]])
+        out.append((a, d, n if (a - c) @ n >= 0 else -n))
+    return out
+
+
 def outward_offsets(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
     """Per side (top, right, bottom, left): how far ``outer``'s side midpoint lies outside
     ``inner``'s side line, along the inner side's outward normal (pixels)."""
-    c = inner.mean(axis=0)
-    out = []
-    for i in range(4):
-        a, b = inner[i], inner[(i + 1) % 4]
-        n = np.array([b[1] - a[1], a[0] - b[0]]) / np.hypot(*(b - a))
-        if (a - c) @ n < 0:
-            n = -n
-        mid = (outer[i] + outer[(i + 1) % 4]) / 2
-        out.append(float((mid - a) @ n))
-    return np.asarray(out)
+    mids = (outer + np.roll(outer, -1, axis=0)) / 2
+    return np.array([float((m - a) @ n) for m, (a, _, n) in zip(mids, sides(inner), strict=True)])
 
 
 def grow_quad(quad: np.ndarray, margins) -> np.ndarray:
     """``quad`` (TL, TR, BR, BL) with each side (top, right, bottom, left) moved outward
     by its margin (pixels; negative moves it in), the new corners where the moved sides meet."""
-    c = quad.mean(axis=0)
-    lines = []
-    for i, m in enumerate(np.broadcast_to(np.asarray(margins, dtype=np.float64), (4,))):
-        a, b = quad[i], quad[(i + 1) % 4]
-        d = (b - a) / np.hypot(*(b - a))
-        n = np.array([d[1], -d[0]])
-        if (a - c) @ n < 0:
-            n = -n
-        lines.append((a + m * n, d))
-    return meet(lines)
+    margins = np.broadcast_to(np.asarray(margins, dtype=np.float64), (4,))
+    return meet([(a + m * n, d) for m, (a, d, n) in zip(margins, sides(quad), strict=True)])
 
 
-def convention_floor(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+def convention_floor(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
     """How close corners that follow one convention can come to the annotation: each
     (annotated, plate edge) pair's edge grown by a margin of ``MARGINS`` x the plate's
     width, the one margin best over all pairs, and the best margin per pair (an oracle
@@ -168,10 +166,10 @@ def convention_floor(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, fl
     errs = np.array([[corner_err(ann, grow_quad(edge, f * np.ptp(edge[:, 0]))) for f in MARGINS]
                      for ann, edge in pairs])  # fmt: skip
     best = int(errs.mean(axis=0).argmin())
+    per_photo = errs.min(axis=1)
     return {"one_margin_px": float(errs[:, best].mean()), "one_margin_share": float(MARGINS[best]),
-            "per_photo_margin_px": float(errs.min(axis=1).mean()),
-            "per_photo_margin_range_px": [float(errs.min(axis=1).min()),
-                                          float(errs.min(axis=1).max())]}  # fmt: skip
+            "per_photo_margin_px": float(per_photo.mean()),
+            "per_photo_margin_range_px": [float(per_photo.min()), float(per_photo.max())]}  # fmt: skip
 
 
 def corner_err(a: np.ndarray, b: np.ndarray) -> float:
